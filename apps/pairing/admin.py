@@ -1,0 +1,71 @@
+"""Operators' view of books and devices. Keys are shown as base64, never editable."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from apps.pairing import services
+from apps.pairing.models import Book, Device
+
+
+class DeviceInline(admin.TabularInline):
+    model = Device
+    extra = 0
+    can_delete = False
+    fields = ("id", "name", "public_key_b64", "created_at", "last_active_at", "revoked_at")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Book)
+class BookAdmin(admin.ModelAdmin):
+    list_display = ("id", "plan", "created_at", "active_devices")
+    list_filter = ("plan", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("=id",)
+    readonly_fields = ("id", "created_at")
+    inlines = [DeviceInline]
+
+    @admin.display(description="active devices")
+    def active_devices(self, obj: Book) -> int:
+        return obj.devices.filter(revoked_at__isnull=True).count()
+
+
+class RevokedFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", "active"), ("revoked", "revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "book", "created_at", "last_active_at", "revoked_at")
+    list_filter = (RevokedFilter, ("created_at", admin.DateFieldListFilter), ("last_active_at", admin.DateFieldListFilter))
+    search_fields = ("=id", "=book__id", "name")
+    list_select_related = ("book",)
+    readonly_fields = ("id", "book", "public_key_b64", "created_at", "last_active_at", "revoked_at")
+    fields = ("id", "book", "name", "public_key_b64", "created_at", "last_active_at", "revoked_at")
+    actions = ["revoke_selected"]
+
+    @admin.display(description="public key (base64)")
+    def public_key_b64(self, obj: Device) -> str:
+        return obj.public_key_b64
+
+    def has_add_permission(self, request):
+        return False  # devices join through the API with proof of their key, never by hand
+
+    @admin.action(description="Revoke selected devices (their tokens are refused from now on)")
+    def revoke_selected(self, request, queryset):
+        count = services.devices_revoke(device_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Revoked {count} device(s).", messages.SUCCESS)

@@ -1,0 +1,162 @@
+"""Device tokens: JWTs a device signs with its own Ed25519 key (EdDSA), verified with the key we hold.
+
+One verifier for every edge: DRF (authentication.py) and, later, the WebSocket consumer. What it
+refuses and why (docs/api.md, "Device auth"):
+- any alg but EdDSA: `none`, HS* (a public key used as an HMAC secret) and RS*/ES* are never tried;
+- a `jwk`, `jku`, `x5u` or `x5c` header: the key comes from our database, never from the token;
+- missing `sub`, `book_id`, `iat` or `exp`; an `iat` in the future; a lifetime over 24 h;
+- an unknown or revoked device, a signature by any key but the device's registered one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.exceptions import InvalidKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.conf import settings
+
+from apps.pairing.models import Device
+from homepocket.api.errors import ApplicationError
+
+ALGORITHM = "EdDSA"
+_FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c")
+_CHALLENGE = 'Bearer error="invalid_token"'
+
+
+class TokenRefused(ApplicationError):
+    code = "INVALID_TOKEN"
+    default_message = "Invalid token."
+
+    def __init__(self, reason: str, message: str | None = None):
+        super().__init__(message or f"Token refused: {reason.replace('_', ' ')}.", details={"reason": reason}, headers={"WWW-Authenticate": _CHALLENGE})
+
+
+class TokenForbidden(ApplicationError):
+    code = "FORBIDDEN"
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message, details={"reason": reason})
+
+
+@dataclass(frozen=True)
+class VerifiedDevice:
+    """The authenticated principal of a request (request.user in DRF)."""
+
+    device: Device
+    claims: dict[str, Any]
+
+    is_authenticated = True
+
+    @property
+    def device_id(self) -> uuid.UUID:
+        return self.device.id
+
+    @property
+    def book_id(self) -> uuid.UUID:
+        return self.device.book_id
+
+
+def bearer_token_from_header(value: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, None when there is no header."""
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenRefused("malformed_header", "The Authorization header must be 'Bearer <token>'.")
+    return token.strip()
+
+
+def device_token_verify(token: str) -> VerifiedDevice:
+    """Verify a book-bound device token and return its device; raise TokenRefused/TokenForbidden."""
+    unverified = _unverified_claims(token)
+    device_id = _uuid_claim(unverified, "sub")
+    device = Device.objects.select_related("book").filter(pk=device_id).first()
+    if device is None:
+        raise TokenRefused("unknown_device")
+    claims = _decode(token, bytes(device.public_key), required=("sub", "book_id", "iat", "exp"))
+    if device.is_revoked:
+        raise TokenRefused("device_revoked", "This device was revoked; pair it again.")
+    if str(_uuid_claim(claims, "book_id")) != str(device.book_id):
+        raise TokenForbidden("book_mismatch", "The token's book is not the device's book.")
+    return VerifiedDevice(device=device, claims=claims)
+
+
+def self_signed_token_verify(token: str, *, device_id: uuid.UUID, public_key: bytes) -> dict[str, Any]:
+    """Verify a proof-of-possession token of a device not registered yet (book creation, pairing).
+
+    It is signed by the key the request registers, names the new device in `sub` and carries no
+    `book_id`: a token of a registered device cannot be replayed to register a second one.
+    """
+    claims = _decode(token, public_key, required=("sub", "iat", "exp"))
+    if "book_id" in claims:
+        raise TokenRefused("unexpected_book_id", "A registration token must not carry a book_id claim.")
+    if _uuid_claim(claims, "sub") != device_id:
+        raise TokenRefused("subject_mismatch", "The token's sub is not the device_id of the request.")
+    return claims
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    _check_header(token)
+    try:
+        return jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise TokenRefused("malformed") from None
+
+
+def _check_header(token: str) -> None:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenRefused("malformed") from None
+    if header.get("alg") != ALGORITHM:
+        raise TokenRefused("algorithm_not_allowed", "Only EdDSA tokens are accepted.")
+    if any(name in header for name in _FORBIDDEN_HEADERS):
+        raise TokenRefused("embedded_key_not_allowed", "Tokens must not carry their own key.")
+
+
+def _decode(token: str, public_key: bytes, *, required: tuple[str, ...]) -> dict[str, Any]:
+    _check_header(token)
+    try:
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+    except (ValueError, InvalidKey):
+        raise TokenRefused("bad_key") from None
+    leeway = settings.DEVICE_TOKEN_LEEWAY_SECONDS
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            leeway=leeway,
+            options={"require": list(required), "verify_aud": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenRefused("expired") from None
+    except jwt.ImmatureSignatureError:
+        raise TokenRefused("not_yet_valid") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenRefused("missing_claim", f"The token lacks the {exc.claim!r} claim.") from None
+    except jwt.InvalidSignatureError:
+        raise TokenRefused("bad_signature") from None
+    except jwt.PyJWTError:
+        raise TokenRefused("malformed") from None
+    iat, exp = claims["iat"], claims["exp"]
+    if not isinstance(iat, (int, float)) or not isinstance(exp, (int, float)):
+        raise TokenRefused("malformed")
+    if iat > time.time() + leeway:
+        raise TokenRefused("issued_in_future")
+    if exp - iat > settings.DEVICE_TOKEN_MAX_LIFETIME_SECONDS:
+        raise TokenRefused("lifetime_too_long", "A token may live at most 24 hours.")
+    return claims
+
+
+def _uuid_claim(claims: dict[str, Any], name: str) -> uuid.UUID:
+    value = claims.get(name)
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError):
+        raise TokenRefused("malformed", f"The {name!r} claim must be a UUID.") from None

@@ -1,0 +1,74 @@
+"""Wire shapes of the pairing API (snake_case, keys as standard base64)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from rest_framework import serializers
+
+
+class PublicKeyField(serializers.CharField):
+    """A raw 32-byte Ed25519 public key exchanged as standard base64 (44 characters)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_length", 44)
+        kwargs.setdefault("max_length", 44)
+        kwargs.setdefault("help_text", "Ed25519 public key: 32 raw bytes, standard base64 (44 characters).")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("Not standard base64.") from None
+        if len(raw) != 32:
+            raise serializers.ValidationError("An Ed25519 public key is 32 bytes.")
+        try:
+            Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            raise serializers.ValidationError("Not a valid Ed25519 public key.") from None
+        return raw
+
+    def to_representation(self, value):
+        return base64.b64encode(bytes(value)).decode()
+
+
+class DeviceNameField(serializers.CharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_length", 1)
+        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault("help_text", "A label for the device, 1-64 characters (apps may encrypt it).")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+            raise serializers.ValidationError("Control characters are not allowed.")
+        return text
+
+
+class BookCreateInputSerializer(serializers.Serializer):
+    device_id = serializers.UUIDField(help_text="The id the device chose for itself; the token's sub.")
+    public_key = PublicKeyField()
+    device_name = DeviceNameField()
+
+
+class BookCreatedSerializer(serializers.Serializer):
+    book_id = serializers.UUIDField()
+    device_id = serializers.UUIDField()
+
+
+class DeviceSerializer(serializers.Serializer):
+    device_id = serializers.UUIDField(source="id")
+    public_key = PublicKeyField()
+    device_name = serializers.CharField(source="name")
+    last_active_at = serializers.DateTimeField(allow_null=True)
+    is_current = serializers.BooleanField(help_text="True for the device whose token made this request.")
+
+
+class DeviceListSerializer(serializers.Serializer):
+    devices = DeviceSerializer(many=True)
+    total_count = serializers.IntegerField()

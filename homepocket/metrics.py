@@ -1,0 +1,40 @@
+"""Prometheus metrics: requests by route template and status, and a latency histogram.
+
+With several worker processes, the launcher sets PROMETHEUS_MULTIPROC_DIR before any worker
+starts; prometheus_client then keeps each process's values in memory-mapped files there and
+/metrics sums them, so a scrape that lands on any worker sees the whole node.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.http import HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+REQUESTS = Counter(
+    "homepocket_http_requests_total",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "homepocket_http_request_duration_seconds",
+    "Time from the first middleware to the response, by method and route template.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def request_observe(*, method: str, route: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(method, route, str(status)).inc()
+    LATENCY.labels(method, route).observe(seconds)
+
+
+def metrics_view(request):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
