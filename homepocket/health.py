@@ -12,6 +12,7 @@ import asyncio
 import os
 import time
 import uuid
+import weakref
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -24,7 +25,9 @@ from django.http import JsonResponse
 from homepocket.drain import drain_active
 
 CHECK_TIMEOUT_SECONDS = 3.0
-_probe_channels: dict[int, str] = {}
+# The probe channel of each event loop: the Redis pub/sub layer keeps one connection per loop, and
+# a channel must be subscribed in the loop that sends to it or the probe message is lost.
+_probe_channels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 async def health_view(request):
@@ -74,11 +77,12 @@ async def _check_cache():
 
 async def _check_channel_layer():
     layer = get_channel_layer()
-    # One probe channel per process and layer, reused, so probes do not pile up subscriptions.
-    channel = _probe_channels.get(id(layer))
+    loop = asyncio.get_running_loop()
+    # One probe channel per loop, reused, so probes do not pile up subscriptions.
+    channel = _probe_channels.get(loop)
     if channel is None:
         channel = await layer.new_channel("ready-probe.")
-        _probe_channels[id(layer)] = channel
+        _probe_channels[loop] = channel
     token = uuid.uuid4().hex
     await layer.send(channel, {"type": "ready.probe", "token": token})
     while True:

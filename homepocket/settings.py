@@ -132,6 +132,8 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": env_int("SQLITE_BUSY_TIMEOUT_SECONDS", 20),
             },
+            # A file, not memory, so tests run on the same WAL journal as the server.
+            "TEST": {"NAME": VAR_DIR / "test-db.sqlite3"},
         }
     }
 
@@ -174,6 +176,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
+# Celery logs through Django's LOGGING: the same JSON lines and the same redaction.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

@@ -137,7 +137,7 @@ def _decode(token: str, public_key: bytes, *, required: tuple[str, ...]) -> dict
     except jwt.ExpiredSignatureError:
         raise TokenRefused("expired") from None
     except jwt.ImmatureSignatureError:
-        raise TokenRefused("not_yet_valid") from None
+        raise TokenRefused("issued_in_future") from None  # a future iat or nbf
     except jwt.MissingRequiredClaimError as exc:
         raise TokenRefused("missing_claim", f"The token lacks the {exc.claim!r} claim.") from None
     except jwt.InvalidSignatureError:

@@ -6,20 +6,26 @@ import base64
 import binascii
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "byte",
+        "minLength": 44,
+        "maxLength": 44,
+        "description": "Ed25519 public key: 32 raw bytes, standard base64 (44 characters).",
+    }
+)
 class PublicKeyField(serializers.CharField):
     """A raw 32-byte Ed25519 public key exchanged as standard base64 (44 characters)."""
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("min_length", 44)
-        kwargs.setdefault("max_length", 44)
-        kwargs.setdefault("help_text", "Ed25519 public key: 32 raw bytes, standard base64 (44 characters).")
-        super().__init__(**kwargs)
-
     def to_internal_value(self, data):
         text = super().to_internal_value(data)
+        if len(text) != 44:
+            raise serializers.ValidationError("An Ed25519 public key is 44 characters of standard base64.")
         try:
             raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):

@@ -1,0 +1,80 @@
+"""Shared personas for every test (CONVENTIONS 14): alice, bob and carol's devices, the family book.
+
+alice founded the `family` book; bob is her second device in it; carol has a book of her own
+(`neighbours`), so she is the outsider in authorization tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+from homepocket_client import DeviceKey, device_token_mint
+
+
+@dataclass
+class Persona:
+    name: str
+    key: DeviceKey = field(default_factory=DeviceKey.generate)
+    device_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    book_id: uuid.UUID | None = None
+
+    def token(self, *, book_id=None, lifetime_seconds: int = 3600, now: float | None = None) -> str:
+        return device_token_mint(
+            self.key, device_id=self.device_id, book_id=book_id or self.book_id, lifetime_seconds=lifetime_seconds, now=now
+        )
+
+    def registration_token(self) -> str:
+        return device_token_mint(self.key, device_id=self.device_id)
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        """Headers for Django's test client."""
+        return {"HTTP_AUTHORIZATION": f"Bearer {token or self.token()}"}
+
+
+def _register(persona: Persona, book=None):
+    from apps.pairing.models import Device
+    from apps.pairing.services import book_create
+
+    if book is None:
+        book, _, _ = book_create(device_id=persona.device_id, public_key=persona.key.public_key_bytes, device_name=persona.name)
+    else:
+        Device.objects.create(id=persona.device_id, book=book, public_key=persona.key.public_key_bytes, name=persona.name)
+    persona.book_id = book.id
+    return book
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def alice() -> Persona:
+    return Persona("alice's phone")
+
+
+@pytest.fixture
+def bob() -> Persona:
+    return Persona("bob's phone")
+
+
+@pytest.fixture
+def carol() -> Persona:
+    return Persona("carol's phone")
+
+
+@pytest.fixture
+def family(db, alice, bob):
+    """The family book: alice founded it, bob's phone joined it."""
+    book = _register(alice)
+    _register(bob, book)
+    return book
+
+
+@pytest.fixture
+def neighbours(db, carol):
+    """Carol's own book: another family."""
+    return _register(carol)

@@ -1,0 +1,114 @@
+"""Real server processes for end-to-end tests, each on its own fresh database and free port.
+
+A LiveServer runs `manage.py migrate` on a database of its own (a new SQLite file, or a new
+PostgreSQL database in the distributed mode), then starts the real entry point
+(`python -m homepocket.server` or `manage.py serve`) as a child process with its output in a
+log file, and talks to it over a real socket.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import httpx
+import psycopg
+
+from tests.harness.ports import free_port, wait_for_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def distributed() -> bool:
+    return bool(os.environ.get("DATABASE_URL"))
+
+
+class LiveServer:
+    def __init__(self, workdir: Path, *, extra_env: dict[str, str] | None = None, command: str = "server", workers: int = 1):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "server.log"
+        self.command = command
+        self.workers = workers
+        self.process: subprocess.Popen | None = None
+        self._database_name: str | None = None
+        self.env = self._environment(extra_env or {})
+
+    def _environment(self, extra: dict[str, str]) -> dict[str, str]:
+        env = {**os.environ, "HOMEPOCKET_VAR_DIR": str(self.workdir / "var"), "LOG_LEVEL": "INFO", "DRAIN_SECONDS": "0", "DATABASE_POOL": "1"}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if distributed() and "DATABASE_URL" not in extra:
+            self._database_name = f"hp_e2e_{uuid.uuid4().hex[:12]}"
+            env["DATABASE_URL"] = _with_database(os.environ["DATABASE_URL"], self._database_name)
+        env.update(extra)
+        return env
+
+    def start(self, *, migrate: bool = True, wait: bool = True) -> LiveServer:
+        if self._database_name:
+            _admin_execute(f'CREATE DATABASE "{self._database_name}"')
+        if migrate:
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=self.env, check=True
+            )
+        if self.command == "serve":
+            argv = [sys.executable, "manage.py", "serve", "--port", str(self.port), "--workers", str(self.workers)]
+        else:
+            argv = [sys.executable, "-m", "homepocket.server", "--port", str(self.port), "--workers", str(self.workers)]
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        if wait:
+            wait_for_port(self.port, timeout=60, process=self.process)
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.url}/health did not answer 200; log:\n{self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int | None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+        if self._database_name:
+            _admin_execute(f'DROP DATABASE IF EXISTS "{self._database_name}" WITH (FORCE)')
+            self._database_name = None
+        return self.process.returncode if self.process else None
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlparse(url)
+    return urlunparse(parts._replace(path=f"/{name}"))
+
+
+def _admin_execute(sql: str) -> None:
+    parts = urlparse(os.environ["DATABASE_URL"])
+    admin_url = urlunparse(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql)
