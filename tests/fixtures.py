@@ -6,32 +6,16 @@ alice founded the `family` book; bob is her second device in it; carol has a boo
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
-
 import pytest
 
-from homepocket_client import DeviceKey, device_token_mint
+from homepocket_client import DeviceIdentity
 
 
-@dataclass
-class Persona:
-    name: str
-    key: DeviceKey = field(default_factory=DeviceKey.generate)
-    device_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    book_id: uuid.UUID | None = None
-
-    def token(self, *, book_id=None, lifetime_seconds: int = 3600, now: float | None = None) -> str:
-        return device_token_mint(
-            self.key, device_id=self.device_id, book_id=book_id or self.book_id, lifetime_seconds=lifetime_seconds, now=now
-        )
-
-    def registration_token(self) -> str:
-        return device_token_mint(self.key, device_id=self.device_id)
+class Persona(DeviceIdentity):
+    """A DeviceIdentity of the client library, with headers for Django's test client."""
 
     def auth(self, token: str | None = None) -> dict[str, str]:
-        """Headers for Django's test client."""
-        return {"HTTP_AUTHORIZATION": f"Bearer {token or self.token()}"}
+        return {"HTTP_AUTHORIZATION": f"Bearer {token or self.book_token()}"}
 
 
 def _register(persona: Persona, book=None):
@@ -53,17 +37,17 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def alice() -> Persona:
-    return Persona("alice's phone")
+    return Persona.new("alice's phone")
 
 
 @pytest.fixture
 def bob() -> Persona:
-    return Persona("bob's phone")
+    return Persona.new("bob's phone")
 
 
 @pytest.fixture
 def carol() -> Persona:
-    return Persona("carol's phone")
+    return Persona.new("carol's phone")
 
 
 @pytest.fixture

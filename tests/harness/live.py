@@ -82,7 +82,7 @@ class LiveServer:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         assert self.process is not None
         self.process.send_signal(sig)
 

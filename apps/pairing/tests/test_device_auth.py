@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.utils import timezone
 
 from apps.pairing.models import Device
-from homepocket_client import DeviceKey
+from homepocket_client import DeviceKey, device_token_mint
 
 
 def devices_url(book_id) -> str:
@@ -47,7 +47,7 @@ def assert_refused(response, status: int, code: str, reason: str | None = None) 
 @pytest.mark.django_db
 class TestTokenRefusals:
     def test_it_accepts_a_valid_token(self, client, family, alice):
-        response = get_devices(client, alice, alice.token())
+        response = get_devices(client, alice, alice.book_token())
         assert response.status_code == 200
 
     def test_it_refuses_a_request_without_a_token(self, client, family, alice):
@@ -56,7 +56,7 @@ class TestTokenRefusals:
         assert response["WWW-Authenticate"].startswith("Bearer")
 
     def test_it_refuses_a_header_that_is_not_bearer(self, client, family, alice):
-        response = client.get(devices_url(alice.book_id), HTTP_AUTHORIZATION=f"Token {alice.token()}")
+        response = client.get(devices_url(alice.book_id), HTTP_AUTHORIZATION=f"Token {alice.book_token()}")
         assert_refused(response, 401, "INVALID_TOKEN", "malformed_header")
 
     def test_it_refuses_garbage(self, client, family, alice):
@@ -87,15 +87,15 @@ class TestTokenRefusals:
         assert_refused(get_devices(client, alice, token), 401, "INVALID_TOKEN", "embedded_key_not_allowed")
 
     def test_it_refuses_an_expired_token(self, client, family, alice):
-        token = alice.token(now=time.time() - 3600, lifetime_seconds=600)
+        token = alice.book_token(now=time.time() - 3600, lifetime_seconds=600)
         assert_refused(get_devices(client, alice, token), 401, "INVALID_TOKEN", "expired")
 
     def test_it_accepts_a_token_expired_within_the_leeway(self, client, family, alice):
-        token = alice.token(now=time.time() - 630, lifetime_seconds=600)
+        token = alice.book_token(now=time.time() - 630, lifetime_seconds=600)
         assert get_devices(client, alice, token).status_code == 200
 
     def test_it_refuses_a_token_issued_in_the_future(self, client, family, alice):
-        token = alice.token(now=time.time() + 600, lifetime_seconds=600)
+        token = alice.book_token(now=time.time() + 600, lifetime_seconds=600)
         assert_refused(get_devices(client, alice, token), 401, "INVALID_TOKEN", "issued_in_future")
 
     def test_it_refuses_a_lifetime_over_24_hours(self, client, family, alice):
@@ -119,10 +119,10 @@ class TestTokenRefusals:
 
     def test_it_refuses_a_revoked_device(self, client, family, alice, bob):
         Device.objects.filter(pk=bob.device_id).update(revoked_at=timezone.now())
-        assert_refused(get_devices(client, bob, bob.token()), 401, "INVALID_TOKEN", "device_revoked")
+        assert_refused(get_devices(client, bob, bob.book_token()), 401, "INVALID_TOKEN", "device_revoked")
 
     def test_it_refuses_a_token_for_another_book_than_the_devices(self, client, family, neighbours, alice):
-        token = alice.token(book_id=neighbours.id)
+        token = device_token_mint(alice.key, device_id=alice.device_id, book_id=neighbours.id)
         response = client.get(devices_url(neighbours.id), HTTP_AUTHORIZATION=f"Bearer {token}")
         assert_refused(response, 403, "FORBIDDEN", "book_mismatch")
 
@@ -138,20 +138,20 @@ class TestTokenRefusals:
 @pytest.mark.django_db
 class TestLastActive:
     def test_it_records_activity_on_the_first_request(self, client, family, alice):
-        get_devices(client, alice, alice.token())
+        get_devices(client, alice, alice.book_token())
         assert Device.objects.get(pk=alice.device_id).last_active_at is not None
 
     def test_it_writes_last_active_at_at_most_once_a_minute(self, client, family, alice, django_assert_num_queries):
-        get_devices(client, alice, alice.token())
+        get_devices(client, alice, alice.book_token())
         first = Device.objects.get(pk=alice.device_id).last_active_at
         # Fresh row: the request reads the device, the book and the device list, and writes nothing.
         with django_assert_num_queries(3):
-            get_devices(client, alice, alice.token())
+            get_devices(client, alice, alice.book_token())
         assert Device.objects.get(pk=alice.device_id).last_active_at == first
 
     def test_it_writes_again_once_the_minute_has_passed(self, client, family, alice):
-        get_devices(client, alice, alice.token())
+        get_devices(client, alice, alice.book_token())
         an_hour_ago = timezone.now() - timedelta(hours=1)
         Device.objects.filter(pk=alice.device_id).update(last_active_at=an_hour_ago)
-        get_devices(client, alice, alice.token())
+        get_devices(client, alice, alice.book_token())
         assert Device.objects.get(pk=alice.device_id).last_active_at > an_hour_ago

@@ -1,0 +1,24 @@
+"""End-to-end fixtures: real server processes on free ports (tests/harness/live.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from homepocket_client import HomePocketClient
+from tests.harness.live import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory):
+    """One web server for the session, on its own fresh database."""
+    server = LiveServer(tmp_path_factory.mktemp("live")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(live):
+    with HomePocketClient(live.url, timeout=10) as client:
+        yield client
