@@ -9,18 +9,21 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 
+def database_engine_errors(engine: str) -> list[Error]:
+    if engine in ("django.db.backends.postgresql", "django.db.backends.sqlite3"):
+        return []
+    return [
+        Error(
+            f"DATABASE_URL selects {engine}, which Home Pocket does not support.",
+            hint="Use a postgres:// URL, or unset DATABASE_URL for the embedded SQLite database.",
+            id="homepocket.E001",
+        )
+    ]
+
+
 @register()
 def check_modes(app_configs, **kwargs):
-    errors = []
-    engine = settings.DATABASES["default"]["ENGINE"]
-    if engine not in ("django.db.backends.postgresql", "django.db.backends.sqlite3"):
-        errors.append(
-            Error(
-                f"DATABASE_URL selects {engine}, which Home Pocket does not support.",
-                hint="Use a postgres:// URL, or unset DATABASE_URL for the embedded SQLite database.",
-                id="homepocket.E001",
-            )
-        )
+    errors = database_engine_errors(settings.DATABASES["default"]["ENGINE"])
     if settings.REDIS_URL and urlparse(settings.REDIS_URL).scheme not in ("redis", "rediss", "unix"):
         errors.append(
             Error(

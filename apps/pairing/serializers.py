@@ -13,9 +13,7 @@ from rest_framework import serializers
 @extend_schema_field(
     {
         "type": "string",
-        "format": "byte",
-        "minLength": 44,
-        "maxLength": 44,
+        "pattern": "^[A-Za-z0-9+/]{43}=$",
         "description": "Ed25519 public key: 32 raw bytes, standard base64 (44 characters).",
     }
 )
@@ -42,6 +40,15 @@ class PublicKeyField(serializers.CharField):
         return base64.b64encode(bytes(value)).decode()
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 64,
+        "pattern": "^[^\\u0000-\\u001f\\u007f]*$",
+        "description": "A label for the device, 1-64 characters, no control characters (apps may encrypt it).",
+    }
+)
 class DeviceNameField(serializers.CharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("min_length", 1)

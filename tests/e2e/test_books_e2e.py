@@ -100,3 +100,18 @@ def test_a_wrong_method_raises_unsupported_request(api):
     with pytest.raises(UnsupportedRequest) as refused:
         api.request("DELETE", "/api/v1/books")
     assert (refused.value.code, refused.value.status) == ("METHOD_NOT_ALLOWED", 405)
+
+
+def test_the_server_log_holds_no_token_key_or_body(live, api):
+    marker = "body-marker-never-logged"
+    alice = DeviceIdentity.new(marker)
+    api.create_book(alice)
+    token = alice.book_token()
+    httpx.get(f"{live.url}/api/v1/books/{alice.book_id}/devices?token={token}", headers={"Authorization": f"Bearer {token}"})
+    httpx.post(f"{live.url}/api/v1/books", content=b"{" + marker.encode(), headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    log = live.log_text()
+    assert '"logger": "homepocket.access"' in log
+    assert token not in log
+    assert alice.key.public_key_b64 not in log
+    assert marker not in log
+    assert str(alice.book_id) not in log  # routes are logged as templates, not paths
