@@ -1,4 +1,9 @@
-"""The ASGI application: HTTP (Django, behind the body cap) and WebSocket (Channels) routing."""
+"""The ASGI application: HTTP (Django, behind the body cap) and WebSocket (Channels) routing.
+
+HTTP goes to one of two Django handlers by path: the admin (SITE_PATH_PREFIXES) through the full
+MIDDLEWARE stack with sessions and CSRF, everything else through API_MIDDLEWARE, whose entries
+all run on the event loop. Both resolve the same URLconf.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,55 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "homepocket.settings")
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-django_http = get_asgi_application()  # sets Django up before anything imports models
+site_http = get_asgi_application()  # sets Django up before anything imports models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from homepocket.body_limit import BodyLimitMiddleware  # noqa: E402
 from homepocket.routing import websocket_urlpatterns  # noqa: E402
 
-http_app = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
+
+class ApiASGIHandler(ASGIHandler):
+    """Django's ASGI handler with API_MIDDLEWARE instead of MIDDLEWARE."""
+
+    def load_middleware(self, is_async=False):
+        # BaseHandler reads settings.MIDDLEWARE; swap it only while the chain is built, at
+        # import time, before any request is served.
+        site_middleware = settings.MIDDLEWARE
+        settings.MIDDLEWARE = settings.API_MIDDLEWARE
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = site_middleware
+
+
+api_http = ApiASGIHandler()
+
+
+async def http_by_path(scope, receive, send):
+    handler = site_http if scope["path"].startswith(settings.SITE_PATH_PREFIXES) else api_http
+    await handler(scope, receive, send)
+
+
+http_app = ASGIStaticFilesHandler(http_by_path) if settings.SERVE_STATIC else http_by_path
+
+async def lifespan(scope, receive, send):
+    """Django has no start-up or shutdown hooks; acknowledge the server's lifespan events."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
 
 application = ProtocolTypeRouter(
     {
+        "lifespan": lifespan,
         "http": BodyLimitMiddleware(http_app, max_bytes=settings.MAX_REQUEST_BODY_BYTES, api_version=settings.API_VERSION),
         "websocket": URLRouter(websocket_urlpatterns),
     }

@@ -65,9 +65,5 @@ class JsonFormatter(_LibraryJsonFormatter):
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         super().__init__("%(levelname)s %(name)s %(message)s %(request_id)s", *args, **kwargs)
 
-    def add_fields(self, log_data, record, message_dict) -> None:
-        super().add_fields(log_data, record, message_dict)
-        log_data.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
-
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

@@ -54,9 +54,8 @@ INSTALLED_APPS = [
     "apps.signing",
 ]
 
-# Every entry is async-capable: a sync-only middleware would push every request through a
-# thread hop (docs/PERFORMANCE.md). Ours come first so that request ids, access logs, metrics
-# and the body cap cover the admin too.
+# The admin's stack (sessions, CSRF, messages): served for SITE_PATH_PREFIXES only. Ours comes
+# first so that request ids, access logs and metrics cover the admin too.
 MIDDLEWARE = [
     "homepocket.middleware.request_context_middleware",
     "django.middleware.security.SecurityMiddleware",
@@ -66,6 +65,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Everything else (the API, its docs, health, metrics) needs no session or cookie, and takes a
+# stack with no thread hop at all (homepocket/asgi.py, docs/PERFORMANCE.md): the API
+# authenticates with bearer tokens, so CSRF does not apply to it.
+API_MIDDLEWARE = [
+    "homepocket.middleware.request_context_middleware",
+    "homepocket.inline_middleware.InlineSecurityMiddleware",
+    "homepocket.inline_middleware.InlineXFrameOptionsMiddleware",
+]
+SITE_PATH_PREFIXES = ("/admin/",)
 
 ROOT_URLCONF = "homepocket.urls"
 ASGI_APPLICATION = "homepocket.asgi.application"
@@ -132,6 +140,10 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": env_int("SQLITE_BUSY_TIMEOUT_SECONDS", 20),
             },
+            # One connection per thread, kept: opening SQLite and setting WAL on every request
+            # costs more than the request (docs/PERFORMANCE.md).
+            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
+            "CONN_HEALTH_CHECKS": True,
             # A file, not memory, so tests run on the same WAL journal as the server.
             "TEST": {"NAME": VAR_DIR / "test-db.sqlite3"},
         }
@@ -303,6 +315,7 @@ LOGGING = {
         # Our access log replaces these; they would print paths with query strings.
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
-        "uvicorn.access": {"level": "WARNING"},
+        "_granian": {"level": "WARNING"},
+        "granian.access": {"level": "WARNING"},
     },
 }

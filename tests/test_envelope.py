@@ -139,3 +139,26 @@ class TestBodyCap:
                 "/api/v1/books", content=body, headers={"Content-Type": "application/json", "Authorization": f"Bearer {alice.registration_token()}"}
             )
         assert response.status_code == 201
+
+
+@pytest.mark.anyio
+@pytest.mark.django_db(transaction=True)
+class TestTwoStacks:
+    """The API goes through the hop-free stack, the admin through Django's full one."""
+
+    async def test_the_api_gets_security_headers_and_no_session_machinery(self):
+        async with asgi_client() as http:
+            response = await http.get("/health")
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+        assert response.headers["API-Version"] == "1"
+        assert "Cookie" not in response.headers.get("Vary", "")
+
+    async def test_the_admin_gets_sessions_and_csrf(self):
+        async with asgi_client() as http:
+            response = await http.get("/admin/login/")
+        assert response.status_code == 200
+        assert "csrftoken" in response.cookies
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert len(response.headers["X-Request-ID"]) == 32

@@ -17,7 +17,6 @@ class BookCreateView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     error_codes = ["INVALID_ARGUMENT", "INVALID_TOKEN", "DEVICE_ALREADY_REGISTERED"]
-    auth_scheme = "self_signed"
 
     @extend_schema(
         operation_id="books_create",
@@ -28,6 +27,7 @@ class BookCreateView(APIView):
             "200 with the same book."
         ),
         request=BookCreateInputSerializer,
+        auth=[{"DeviceToken": []}],
         responses={
             201: OpenApiResponse(BookCreatedSerializer, description="Book created."),
             200: OpenApiResponse(BookCreatedSerializer, description="The same registration again: the existing book."),

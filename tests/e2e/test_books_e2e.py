@@ -43,50 +43,49 @@ def registration_body(identity: DeviceIdentity, **overrides) -> dict:
     return {"device_id": str(identity.device_id), "public_key": identity.key.public_key_b64, "device_name": identity.name, **overrides}
 
 
+def post_registration(base_url: str, identity: DeviceIdentity, content: bytes | str, content_type="application/json"):
+    """A raw POST /books with a valid registration token: the body is what the test makes it."""
+    return httpx.post(
+        f"{base_url}/api/v1/books",
+        content=content,
+        headers={"Content-Type": content_type, "Authorization": f"Bearer {identity.registration_token()}"},
+        timeout=10,
+    )
+
+
+def assert_refused_and_nothing_created(api, identity, response, status: int, code: str) -> None:
+    assert response.status_code == status
+    envelope = response.json()
+    assert envelope["error"]["code"] == code
+    assert envelope["meta"]["request_id"] == response.headers["X-Request-ID"]
+    # Nothing was created: the same registration now creates the book (201, not a 200 retry).
+    assert api.create_book(identity).created is True
+
+
 def test_a_2_mib_body_is_refused_and_creates_nothing(live, api):
     alice = DeviceIdentity.new("alice")
     body = json.dumps(registration_body(alice, padding="x" * (2 * 1024 * 1024)))
-    response = httpx.post(
-        f"{live.url}/api/v1/books",
-        content=body,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {alice.registration_token()}"},
-        timeout=10,
-    )
-    assert response.status_code == 413
-    envelope = response.json()
-    assert envelope["error"]["code"] == "PAYLOAD_TOO_LARGE"
-    assert envelope["meta"]["request_id"] == response.headers["X-Request-ID"]
-    # Nothing was created: the same registration now creates the book (201, not a 200 retry).
-    assert api.create_book(alice).created is True
+    response = post_registration(live.url, alice, body)
+    assert_refused_and_nothing_created(api, alice, response, 413, "PAYLOAD_TOO_LARGE")
 
 
-def test_malformed_json_is_refused_and_creates_nothing(api):
+def test_malformed_json_is_refused_and_creates_nothing(live, api):
     alice = DeviceIdentity.new("alice")
-    with pytest.raises(InvalidArgument):
-        api.request(
-            "POST", "/api/v1/books", identity=alice, registration=True,
-            headers={"Content-Type": "application/json"}, json=None,
-        )  # fmt: skip
-    raw = httpx.post(
-        f"{api.base_url}/api/v1/books",
-        content=b'{"device_id": "' + str(alice.device_id).encode() + b'", ',
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {alice.registration_token()}"},
-    )
-    assert raw.status_code == 400
-    assert raw.json()["error"]["code"] == "INVALID_ARGUMENT"
-    assert api.create_book(alice).created is True
+    response = post_registration(live.url, alice, b'{"device_id": "' + str(alice.device_id).encode() + b'", ')
+    assert_refused_and_nothing_created(api, alice, response, 400, "INVALID_ARGUMENT")
 
 
-def test_a_wrong_content_type_is_refused_and_creates_nothing(api):
+def test_a_missing_body_raises_invalid_argument_in_the_client(api):
     alice = DeviceIdentity.new("alice")
-    raw = httpx.post(
-        f"{api.base_url}/api/v1/books",
-        content=json.dumps(registration_body(alice)),
-        headers={"Content-Type": "text/plain", "Authorization": f"Bearer {alice.registration_token()}"},
-    )
-    assert raw.status_code == 415
-    assert raw.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
-    assert api.create_book(alice).created is True
+    with pytest.raises(InvalidArgument) as refused:
+        api.request("POST", "/api/v1/books", identity=alice, registration=True, headers={"Content-Type": "application/json"})
+    assert set(refused.value.details["fields"]) == {"device_id", "public_key", "device_name"}
+
+
+def test_a_wrong_content_type_is_refused_and_creates_nothing(live, api):
+    alice = DeviceIdentity.new("alice")
+    response = post_registration(live.url, alice, json.dumps(registration_body(alice)), content_type="text/plain")
+    assert_refused_and_nothing_created(api, alice, response, 415, "UNSUPPORTED_MEDIA_TYPE")
 
 
 def test_an_unknown_device_is_refused(api):

@@ -36,6 +36,13 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def descendants_of(pid: int) -> list[int]:
+    found = []
+    for child in children_of(pid):
+        found += [child, *descendants_of(child)]
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -124,12 +131,12 @@ def test_the_periodic_tasks_are_in_the_beat_schedule(whole):
 def test_ctrl_c_stops_every_process(tmp_path):
     server = LiveServer(tmp_path, command="serve").start()
     launcher = server.process.pid
-    children = children_of(launcher)
-    assert len(children) == 3  # web, worker, beat
-    grandchildren = [g for c in children for g in children_of(c)]
+    assert len(children_of(launcher)) == 3  # web, worker, beat
+    everyone = descendants_of(launcher)
+    assert len(everyone) >= 5  # and the web server's granian and its worker
     server.send_signal(signal.SIGINT)
     assert server.process.wait(40) == 0
-    for pid in children + grandchildren:
+    for pid in everyone:
         deadline = time.monotonic() + 5
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -140,10 +147,10 @@ def test_ctrl_c_stops_every_process(tmp_path):
 
 def test_a_killed_launcher_leaves_no_orphans(tmp_path):
     server = LiveServer(tmp_path, command="serve").start()
-    children = children_of(server.process.pid)
+    everyone = descendants_of(server.process.pid)
     server.process.kill()  # SIGKILL: the launcher cannot clean up; PR_SET_PDEATHSIG must
     server.process.wait()
-    for pid in children:
+    for pid in everyone:
         deadline = time.monotonic() + 30
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
