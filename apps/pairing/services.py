@@ -23,23 +23,18 @@ def book_create(*, device_id: uuid.UUID, public_key: bytes, device_name: str) ->
     id and key, device still active) is answered with the existing book instead of a conflict,
     so a phone that lost the first answer still learns its book id.
     """
-    existing = Device.objects.select_related("book").filter(pk=device_id).first()
-    if existing is not None:
-        if bytes(existing.public_key) == public_key and not existing.is_revoked:
-            return existing.book, existing, False
-        raise DeviceAlreadyRegistered()
     try:
         with transaction.atomic():
             book = Book.objects.create()
             device = Device.objects.create(id=device_id, book=book, public_key=public_key, name=device_name)
+        return book, device, True
     except IntegrityError:
-        # The key belongs to another device, or the same device raced itself: the unique
-        # constraints decided, not a read before the write.
-        existing = Device.objects.select_related("book").filter(pk=device_id).first()
-        if existing is not None and bytes(existing.public_key) == public_key and not existing.is_revoked:
-            return existing.book, existing, False
-        raise DeviceAlreadyRegistered() from None
-    return book, device, True
+        # The id or the key is taken: the unique constraints decided, not a read before the write.
+        pass
+    existing = Device.objects.select_related("book").filter(pk=device_id).first()
+    if existing is not None and bytes(existing.public_key) == public_key and not existing.is_revoked:
+        return existing.book, existing, False
+    raise DeviceAlreadyRegistered()
 
 
 def devices_revoke(*, device_ids: list[uuid.UUID]) -> int:

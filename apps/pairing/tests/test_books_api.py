@@ -149,3 +149,23 @@ class TestDeviceList:
         data = client.get(f"/api/v1/books/{family.id}/devices", **alice.auth()).json()["data"]
         assert data["total_count"] == 1
         assert data["devices"][0]["device_id"] == str(alice.device_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_identical_registrations_make_one_book(alice):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+    from django.test import Client
+
+    def register(_):
+        try:
+            return create_book(Client(), alice).status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(register, range(8)))
+    assert statuses == [200] * 7 + [201]
+    assert Book.objects.count() == 1
+    assert Device.objects.count() == 1
