@@ -1,9 +1,9 @@
 """Django middleware that does no I/O, run inline on the event loop.
 
 Under ASGI, Django's MiddlewareMixin runs every process_request/process_response through
-sync_to_async: a hop to the one thread-sensitive worker thread and back, which all requests of a
-process queue for. SecurityMiddleware and XFrameOptionsMiddleware only read the request and set
-headers, so running them inline gives the same answers without the hop (docs/PERFORMANCE.md).
+sync_to_async: a hand-off to the request's worker thread and back, twice per middleware.
+SecurityMiddleware and XFrameOptionsMiddleware only read the request and set headers, so running
+them inline gives the same answers without the hand-offs (docs/PERFORMANCE.md prices them).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def _var_dir() -> Path:
-    return Path(env_str("HOMEPOCKET_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+    return Path(env_str("HOMEPOCKET_VAR_DIR") or BASE_DIR / "var").resolve()
 
 
 def _fresh_dir(path: Path) -> Path:

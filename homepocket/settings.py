@@ -22,7 +22,7 @@ from homepocket.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("HOMEPOCKET_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR = Path(env_str("HOMEPOCKET_VAR_DIR") or BASE_DIR / "var").resolve()
 
 # --- core -------------------------------------------------------------------------------------
 
@@ -140,10 +140,6 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": env_int("SQLITE_BUSY_TIMEOUT_SECONDS", 20),
             },
-            # One connection per thread, kept: opening SQLite and setting WAL on every request
-            # costs more than the request (docs/PERFORMANCE.md).
-            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 600),
-            "CONN_HEALTH_CHECKS": True,
             # A file, not memory, so tests run on the same WAL journal as the server.
             "TEST": {"NAME": VAR_DIR / "test-db.sqlite3"},
         }
