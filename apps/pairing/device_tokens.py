@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 
 from apps.pairing.models import Device
-from homepocket.api.errors import ApplicationError
+from homepocket.api.errors import ApplicationError, Forbidden
 
 ALGORITHM = "EdDSA"
 _FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c")
@@ -36,9 +36,7 @@ class TokenRefused(ApplicationError):
         super().__init__(message or f"Token refused: {reason.replace('_', ' ')}.", details={"reason": reason}, headers={"WWW-Authenticate": _CHALLENGE})
 
 
-class TokenForbidden(ApplicationError):
-    code = "FORBIDDEN"
-
+class TokenForbidden(Forbidden):
     def __init__(self, reason: str, message: str):
         super().__init__(message, details={"reason": reason})
 

@@ -7,7 +7,7 @@ import uuid
 from django.db.models import QuerySet
 
 from apps.pairing.models import Book, Device
-from homepocket.api.errors import ApplicationError
+from homepocket.api.errors import ApplicationError, Forbidden
 
 
 class BookNotFound(ApplicationError):
@@ -15,8 +15,7 @@ class BookNotFound(ApplicationError):
     default_message = "No book with this id."
 
 
-class BookForbidden(ApplicationError):
-    code = "FORBIDDEN"
+class BookForbidden(Forbidden):
     default_message = "This token is not for this book."
 
 

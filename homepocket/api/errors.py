@@ -79,26 +79,6 @@ class ApplicationError(Exception):
         return error_status(self.code)
 
 
-class InvalidArgument(ApplicationError):
-    code = "INVALID_ARGUMENT"
-    default_message = "Invalid argument."
-
-
-class InvalidToken(ApplicationError):
-    code = "INVALID_TOKEN"
-    default_message = "Invalid or missing token."
-
-
 class Forbidden(ApplicationError):
     code = "FORBIDDEN"
     default_message = "Forbidden."
-
-
-class NotFound(ApplicationError):
-    code = "NOT_FOUND"
-    default_message = "Not found."
-
-
-class Conflict(ApplicationError):
-    code = "INVALID_STATE"
-    default_message = "Conflict."
