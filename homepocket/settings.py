@@ -260,6 +260,12 @@ DEVICE_TOKEN_MAX_LIFETIME_SECONDS = env_int("DEVICE_TOKEN_MAX_LIFETIME_SECONDS",
 DEVICE_TOKEN_LEEWAY_SECONDS = env_int("DEVICE_TOKEN_LEEWAY_SECONDS", 60)
 DEVICE_LAST_ACTIVE_INTERVAL_SECONDS = env_int("DEVICE_LAST_ACTIVE_INTERVAL_SECONDS", 60)
 
+# --- pairing ----------------------------------------------------------------------------------
+
+BOOK_MAX_DEVICES = env_int("BOOK_MAX_DEVICES", 10)
+# Failed verifies per device and per client IP in 10 minutes before RATE_LIMIT_EXCEEDED.
+PAIRING_MAX_FAILURES = env_int("PAIRING_MAX_FAILURES", 5)
+
 # --- health, drain, metrics --------------------------------------------------------------------
 
 # After SIGTERM, /health answers 503 for this long while requests in flight finish, so a load

@@ -1,4 +1,4 @@
-"""Home Pocket client library: device keys, device tokens, the REST API and its typed errors.
+"""Home Pocket client library: device keys, device tokens, the REST API (books, pairing) and its typed errors.
 
     from homepocket_client import DeviceIdentity, HomePocketClient
 
@@ -34,6 +34,14 @@ from homepocket_client.errors import (
 )
 from homepocket_client.identity import DeviceIdentity
 from homepocket_client.keys import DeviceKey
+from homepocket_client.pairing import (
+    EXCHANGE_MAX_WAIT_SECONDS,
+    DeviceRevoked,
+    PairingCode,
+    PairingExchange,
+    PairingMatch,
+    pairing_sas,
+)
 from homepocket_client.request_log import LOGGER_NAME
 from homepocket_client.tokens import MAX_TOKEN_LIFETIME_SECONDS, device_token_mint
 
@@ -49,7 +57,9 @@ __all__ = [
     "DeviceInfo",
     "DeviceKey",
     "DeviceList",
+    "DeviceRevoked",
     "ERROR_CLASSES",
+    "EXCHANGE_MAX_WAIT_SECONDS",
     "Envelope",
     "Forbidden",
     "HomePocketClient",
@@ -59,6 +69,9 @@ __all__ = [
     "LOGGER_NAME",
     "MAX_TOKEN_LIFETIME_SECONDS",
     "NotFound",
+    "PairingCode",
+    "PairingExchange",
+    "PairingMatch",
     "PayloadTooLarge",
     "RateLimited",
     "RetryableError",
@@ -68,4 +81,5 @@ __all__ = [
     "UnsupportedRequest",
     "device_token_mint",
     "error_class_for",
+    "pairing_sas",
 ]

@@ -50,7 +50,7 @@ class DeviceList:
 
 def book_created_parse(envelope: Envelope) -> BookCreated:
     """Parse the answer of POST /api/v1/books; 201 means a new book, 200 an idempotent retry."""
-    with _documented_shape("book creation", envelope):
+    with documented_shape("book creation", envelope):
         data = envelope.data
         return BookCreated(
             book_id=uuid.UUID(data["book_id"]),
@@ -61,7 +61,7 @@ def book_created_parse(envelope: Envelope) -> BookCreated:
 
 def device_list_parse(envelope: Envelope) -> DeviceList:
     """Parse the answer of GET /api/v1/books/{book_id}/devices."""
-    with _documented_shape("device list", envelope):
+    with documented_shape("device list", envelope):
         data = envelope.data
         devices = [_device_parse(item) for item in data["devices"]]
         return DeviceList(devices=devices, total_count=int(data["total_count"]))
@@ -79,7 +79,7 @@ def _device_parse(item: dict[str, Any]) -> DeviceInfo:
 
 
 @contextmanager
-def _documented_shape(what: str, envelope: Envelope) -> Iterator[None]:
+def documented_shape(what: str, envelope: Envelope) -> Iterator[None]:
     # A success envelope whose data lacks documented fields is a protocol break, like a
     # non-envelope answer: the app gets TransportError, never a bare KeyError.
     try:

@@ -11,7 +11,7 @@ from homepocket_client.tokens import device_token_mint
 
 @dataclass
 class DeviceIdentity:
-    """Mutable on purpose: create_book (and later pairing) fills `book_id` in once the server agrees.
+    """Mutable on purpose: create_book and pairing_verify fill `book_id` in once the server agrees.
 
     Its repr shows the public key only (DeviceKey's repr), so logging an identity leaks nothing.
     """

@@ -1,7 +1,7 @@
 """Shared personas for every test (CONVENTIONS 14): alice, bob and carol's devices, the family book.
 
 alice founded the `family` book; bob is her second device in it; carol has a book of her own
-(`neighbours`), so she is the outsider in authorization tests.
+(`neighbours`), so she is the outsider in authorization tests; dave's phone is new, in no book.
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ def bob() -> Persona:
 @pytest.fixture
 def carol() -> Persona:
     return Persona.new("carol's phone")
+
+
+@pytest.fixture
+def dave() -> Persona:
+    """A new phone that belongs to no book yet (the joiner in pairing tests)."""
+    return Persona.new("dave's new phone")
 
 
 @pytest.fixture

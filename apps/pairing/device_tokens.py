@@ -84,18 +84,20 @@ def device_token_verify(token: str) -> VerifiedDevice:
     return VerifiedDevice(device=device, claims=claims)
 
 
-def self_signed_token_verify(token: str, *, device_id: uuid.UUID, public_key: bytes) -> dict[str, Any]:
-    """Verify a proof-of-possession token of a device not registered yet (book creation, pairing).
+def self_signed_token_verify(token: str, *, public_key: bytes, device_id: uuid.UUID | None = None) -> uuid.UUID:
+    """Verify a proof-of-possession token of a device not registered yet; return its `sub`.
 
-    It is signed by the key the request registers, names the new device in `sub` and carries no
-    `book_id`: a token of a registered device cannot be replayed to register a second one.
+    Book creation and pairing verify use it: the token is signed by the key the request
+    registers, names the new device in `sub` (which must equal `device_id` when the body names
+    one) and carries no `book_id`, so a registered device's token cannot register another one.
     """
     claims = _decode(token, public_key, required=("sub", "iat", "exp"))
     if "book_id" in claims:
         raise TokenRefused("unexpected_book_id", "A registration token must not carry a book_id claim.")
-    if _uuid_claim(claims, "sub") != device_id:
+    subject = _uuid_claim(claims, "sub")
+    if device_id is not None and subject != device_id:
         raise TokenRefused("subject_mismatch", "The token's sub is not the device_id of the request.")
-    return claims
+    return subject
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:

@@ -85,3 +85,60 @@ class DeviceSerializer(serializers.Serializer):
 class DeviceListSerializer(serializers.Serializer):
     devices = DeviceSerializer(many=True)
     total_count = serializers.IntegerField()
+
+
+@extend_schema_field({"type": "string", "pattern": "^[0-9]{6}$", "description": "Six digits, 000000-999999."})
+class ShortCodeField(serializers.CharField):
+    """Any string up to 16 characters is accepted here; a malformed code is INVALID_SHORT_CODE,
+    like a wrong one, and counts as a failed guess."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 16)
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+class PairingGenerateInputSerializer(serializers.Serializer):
+    book_id = serializers.UUIDField()
+
+
+class PairingCodeSerializer(serializers.Serializer):
+    short_code = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    ttl_seconds = serializers.IntegerField()
+
+
+class PairingVerifyInputSerializer(serializers.Serializer):
+    short_code = ShortCodeField()
+    public_key = PublicKeyField()
+    device_name = DeviceNameField()
+
+
+class PairingMatchSerializer(serializers.Serializer):
+    matched = serializers.BooleanField()
+    peer_public_key = serializers.CharField(help_text="The initiator's Ed25519 key, standard base64.")
+    peer_device_id = serializers.UUIDField()
+    book_id = serializers.UUIDField()
+    device_id = serializers.UUIDField()
+
+
+class PairingExchangeInputSerializer(serializers.Serializer):
+    short_code = ShortCodeField()
+
+
+class PairingExchangeQuerySerializer(serializers.Serializer):
+    wait = serializers.IntegerField(
+        min_value=0, max_value=30, required=False, default=0,
+        help_text="Long poll: answer as soon as the joiner has verified, or after this many seconds (at most 30).",
+    )  # fmt: skip
+
+
+class PairingExchangeSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["waiting", "completed"])
+    peer_public_key = serializers.CharField(required=False, help_text="The joiner's key (completed only).")
+    peer_device_id = serializers.UUIDField(required=False)
+
+
+class DeviceRevokedSerializer(serializers.Serializer):
+    device_id = serializers.UUIDField()
+    revoked_at = serializers.DateTimeField()

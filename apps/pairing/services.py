@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.pairing import codes, metrics
 from apps.pairing.models import Book, Device
 from homepocket.api.errors import ApplicationError
 
@@ -40,3 +45,142 @@ def book_create(*, device_id: uuid.UUID, public_key: bytes, device_name: str) ->
 def devices_revoke(*, device_ids: list[uuid.UUID]) -> int:
     """Revoke devices: their tokens are refused from now on. Returns how many were active."""
     return Device.objects.filter(pk__in=device_ids, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# --- pairing: a new device joins a book with a 6-digit code ---------------------------------
+
+
+class InvalidShortCode(ApplicationError):
+    code = "INVALID_SHORT_CODE"
+    default_message = "This pairing code is unknown, malformed or already used."
+
+
+class ShortCodeExpired(ApplicationError):
+    code = "SHORT_CODE_EXPIRED"
+    default_message = "This pairing code has expired; ask for a new one."
+
+
+class DeviceLimitReached(ApplicationError):
+    code = "DEVICE_LIMIT_REACHED"
+    default_message = "This book already has its maximum number of devices."
+
+
+class PairingLockedOut(ApplicationError):
+    code = "RATE_LIMIT_EXCEEDED"
+    default_message = "Too many wrong pairing codes; try again later."
+
+
+@dataclass(frozen=True)
+class PairingMatch:
+    book_id: uuid.UUID
+    device: Device
+    initiator_device_id: uuid.UUID
+    initiator_public_key: str
+
+
+def pairing_code_create(*, device: Device) -> tuple[str, float]:
+    """Make a 6-digit code for the device's book, live for 5 minutes. Returns (code, expires_at)."""
+    code, live = codes.code_create(book_id=str(device.book_id), device_id=str(device.pk), public_key=device.public_key_b64)
+    return code, live.expires_at
+
+
+def pairing_verify(
+    *, short_code: str, device_id: uuid.UUID, public_key: bytes, device_name: str, client_ip: str
+) -> PairingMatch:
+    """Join the code's book as a new device; exactly one caller wins a code, and a failure changes nothing."""
+    subjects = [f"device:{device_id}", f"ip:{client_ip}"]
+    if any(codes.failures_count(subject) >= settings.PAIRING_MAX_FAILURES for subject in subjects):
+        _, retry_after = codes.failures_window()
+        metrics.PAIRING_VERIFY_FAILURES.labels("locked_out").inc()
+        raise PairingLockedOut(headers={"Retry-After": str(retry_after)}, details={"retry_after": retry_after})
+    live = codes.code_get(short_code) if _well_formed(short_code) else None
+    if live is None:
+        if _well_formed(short_code) and codes.code_expired(short_code):
+            metrics.PAIRING_VERIFY_FAILURES.labels("expired").inc()
+            raise ShortCodeExpired()
+        for subject in subjects:
+            codes.failure_record(subject)
+        metrics.PAIRING_VERIFY_FAILURES.labels("invalid").inc()
+        raise InvalidShortCode()
+    book_id = uuid.UUID(live.book_id)
+    initiator = Device.objects.filter(pk=live.initiator_device_id, revoked_at__isnull=True).first()
+    if initiator is None:
+        raise InvalidShortCode()  # the device that made the code was revoked since
+    # Refusals that must not burn the code are checked before it is claimed.
+    if Device.objects.filter(Q(pk=device_id) | Q(public_key=public_key)).exists():
+        raise DeviceAlreadyRegistered()
+    if _active_devices(book_id) >= settings.BOOK_MAX_DEVICES:
+        raise DeviceLimitReached()
+    if not codes.code_claim(short_code):
+        metrics.PAIRING_VERIFY_FAILURES.labels("lost_race").inc()
+        raise InvalidShortCode()
+    try:
+        device = _device_join(book_id=book_id, device_id=device_id, public_key=public_key, device_name=device_name)
+    except ApplicationError:
+        codes.code_restore(short_code, live)
+        raise
+    codes.code_complete(
+        short_code,
+        codes.Completion(
+            initiator_device_id=live.initiator_device_id,
+            joiner_device_id=str(device.pk),
+            joiner_public_key=device.public_key_b64,
+        ),
+    )
+    return PairingMatch(book_id, device, initiator.pk, live.initiator_public_key)
+
+
+def pairing_exchange(*, short_code: str, device: Device, wait_seconds: float = 0) -> codes.Completion | None:
+    """The joiner's key once it has verified (once), None while waiting; long-polls up to wait_seconds."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        completion = codes.completion_get(short_code) if _well_formed(short_code) else None
+        if completion is not None and completion.initiator_device_id == str(device.pk):
+            if codes.completion_claim(short_code):
+                return completion
+            raise InvalidShortCode()  # another exchange of the same device took it
+        live = codes.code_get(short_code) if _well_formed(short_code) else None
+        if live is None or live.initiator_device_id != str(device.pk):
+            if _well_formed(short_code) and codes.code_expired(short_code):
+                raise ShortCodeExpired()
+            raise InvalidShortCode()
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(EXCHANGE_POLL_SECONDS)
+
+
+def device_revoke(*, book_id: uuid.UUID, device_id: uuid.UUID) -> Device:
+    """Revoke one device of a book (itself or another); revoking twice answers the same."""
+    if not Device.objects.filter(pk=device_id, book_id=book_id).exists():
+        raise DeviceNotFound()
+    devices_revoke(device_ids=[device_id])
+    return Device.objects.get(pk=device_id)
+
+
+class DeviceNotFound(ApplicationError):
+    code = "DEVICE_NOT_FOUND"
+    default_message = "No device with this id in this book."
+
+
+EXCHANGE_POLL_SECONDS = 0.2
+
+
+def _well_formed(short_code: str) -> bool:
+    return len(short_code) == 6 and short_code.isascii() and short_code.isdigit()
+
+
+def _active_devices(book_id: uuid.UUID) -> int:
+    return Device.objects.filter(book_id=book_id, revoked_at__isnull=True).count()
+
+
+def _device_join(*, book_id: uuid.UUID, device_id: uuid.UUID, public_key: bytes, device_name: str) -> Device:
+    try:
+        with transaction.atomic():
+            # The book row lock (PostgreSQL) or the IMMEDIATE transaction (SQLite) serialises
+            # joins of one book, so two joins cannot both pass the cap.
+            Book.objects.select_for_update().filter(pk=book_id).first()
+            if _active_devices(book_id) >= settings.BOOK_MAX_DEVICES:
+                raise DeviceLimitReached()
+            return Device.objects.create(id=device_id, book_id=book_id, public_key=public_key, name=device_name)
+    except IntegrityError:
+        raise DeviceAlreadyRegistered() from None

@@ -14,11 +14,35 @@ from homepocket_client import DeviceIdentity
 pytestmark = pytest.mark.e2e
 
 
+# - the path's book_id is alice's, so the operations reach their logic instead of 404ing, and
+#   the device_id it may revoke is bob's, not that of the token it uses;
+# - exchange never long-polls (wait=0): a fuzzer chaining generate -> exchange would otherwise
+#   wait up to 30 s per call;
+# - a schema-valid pairing code is still refused when no such code is live (400
+#   INVALID_SHORT_CODE): the schema cannot know which codes are live, so 400 is an expected
+#   answer to schema-valid data there.
+CONFIG = """
+[parameters]
+book_id = "{book_id}"
+device_id = "{device_id}"
+wait = 0
+
+[[operations]]
+include-operation-id = "pairing_verify"
+checks.positive_data_acceptance.expected-statuses = ["200", "400", "401", "409", "429"]
+
+[[operations]]
+include-operation-id = "pairing_exchange"
+checks.positive_data_acceptance.expected-statuses = ["200", "400", "401", "403"]
+"""
+
+
 def test_the_api_conforms_to_its_schema(live, api, tmp_path):
     alice = DeviceIdentity.new("schemathesis")
     api.create_book(alice)
-    # The path's book_id is alice's, so the operations reach their logic instead of 404ing.
-    (tmp_path / "schemathesis.toml").write_text(f'[parameters]\nbook_id = "{alice.book_id}"\n')
+    bob = DeviceIdentity.new("the device schemathesis may revoke")
+    api.pairing_verify(bob, api.pairing_generate(alice).short_code)
+    (tmp_path / "schemathesis.toml").write_text(CONFIG.format(book_id=alice.book_id, device_id=bob.device_id))
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "run", f"{live.url}/api/schema/",
         "--checks", "all",
@@ -30,4 +54,5 @@ def test_the_api_conforms_to_its_schema(live, api, tmp_path):
     ]  # fmt: skip
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "No issues found" in result.stdout
+    # Warnings may remain (generated book ids and codes that match nothing); failures may not.
+    assert "Failures:" not in result.stdout and "Errors:" not in result.stdout, result.stdout[-6000:]
