@@ -277,6 +277,8 @@ PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
 # --- security (production values come from the environment) ------------------------------------
 
+# Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client (homepocket/client_ip.py).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO", False) else None
 )

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.pairing import codes, selectors, services
+from homepocket.client_ip import client_ip
 from apps.pairing.device_tokens import (
     TokenRefused,
     bearer_token_from_header,
@@ -143,7 +144,7 @@ class PairingVerifyView(APIView):
             device_id=device_id,
             public_key=data["public_key"],
             device_name=data["device_name"],
-            client_ip=request.META.get("REMOTE_ADDR", ""),
+            client_ip=client_ip(request),
         )
         body = {
             "matched": True,

@@ -9,7 +9,7 @@ from homepocket_client import DeviceIdentity, InvalidArgument, InvalidToken, pai
 pytestmark = pytest.mark.e2e
 
 
-def test_a_new_phone_joins_the_book_and_both_see_each_other(api):
+def test_a_new_phone_joins_the_book_and_both_see_each_other(live, api):
     alice = DeviceIdentity.new("alice's phone")
     api.create_book(alice)
     code = api.pairing_generate(alice)
@@ -41,3 +41,8 @@ def test_a_new_phone_joins_the_book_and_both_see_each_other(api):
     api.device_revoke(alice, bob.device_id)
     with pytest.raises(InvalidToken):
         api.list_devices(bob)
+
+    log = live.log_text()
+    assert '"route": "/api/v1/pairing/verify"' in log
+    for secret in (f'"{code.short_code}"', alice.key.public_key_b64, bob.key.public_key_b64):
+        assert secret not in log
