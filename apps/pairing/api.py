@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -31,10 +32,25 @@ from apps.pairing.serializers import (
 )
 
 
-class BookCreateView(APIView):
-    # The device is not registered yet: its token is verified against the key in the body.
+class RegistrationView(APIView):
+    """A call by a device that is not registered yet: its token is checked against the body's key."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
+
+    def registration(self, request, serializer_class) -> tuple[uuid.UUID, dict]:
+        """(the token's device id, the validated body), or the documented refusal."""
+        token = bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION"))
+        if token is None:
+            raise TokenRefused("missing", "Authentication credentials were not provided.")
+        payload = serializer_class(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        device_id = self_signed_token_verify(token, public_key=data["public_key"], device_id=data.get("device_id"))
+        return device_id, data
+
+
+class BookCreateView(RegistrationView):
     error_codes = ["INVALID_ARGUMENT", "INVALID_TOKEN", "DEVICE_ALREADY_REGISTERED"]
 
     @extend_schema(
@@ -54,13 +70,7 @@ class BookCreateView(APIView):
         tags=["books"],
     )
     def post(self, request):
-        token = bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION"))
-        if token is None:
-            raise TokenRefused("missing", "Authentication credentials were not provided.")
-        payload = BookCreateInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
-        self_signed_token_verify(token, public_key=data["public_key"], device_id=data["device_id"])
+        _, data = self.registration(request, BookCreateInputSerializer)
         book, device, created = services.book_create(
             device_id=data["device_id"], public_key=data["public_key"], device_name=data["device_name"]
         )
@@ -110,10 +120,7 @@ class PairingGenerateView(APIView):
         return Response(PairingCodeSerializer(body).data, status=201)
 
 
-class PairingVerifyView(APIView):
-    # The joiner is not registered yet: its token is verified against the key in the body.
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
+class PairingVerifyView(RegistrationView):
     error_codes = [
         "INVALID_TOKEN", "INVALID_SHORT_CODE", "SHORT_CODE_EXPIRED", "DEVICE_LIMIT_REACHED",
         "DEVICE_ALREADY_REGISTERED", "RATE_LIMIT_EXCEEDED",
@@ -132,13 +139,7 @@ class PairingVerifyView(APIView):
         tags=["pairing"],
     )
     def post(self, request):
-        token = bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION"))
-        if token is None:
-            raise TokenRefused("missing", "Authentication credentials were not provided.")
-        payload = PairingVerifyInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
-        device_id = self_signed_token_verify(token, public_key=data["public_key"])
+        device_id, data = self.registration(request, PairingVerifyInputSerializer)
         match = services.pairing_verify(
             short_code=data["short_code"],
             device_id=device_id,

@@ -65,6 +65,14 @@ class DeviceLimitReached(ApplicationError):
     default_message = "This book already has its maximum number of devices."
 
 
+class DeviceNotFound(ApplicationError):
+    code = "DEVICE_NOT_FOUND"
+    default_message = "No device with this id in this book."
+
+
+EXCHANGE_POLL_SECONDS = 0.2
+
+
 class PairingLockedOut(ApplicationError):
     code = "RATE_LIMIT_EXCEEDED"
     default_message = "Too many wrong pairing codes; try again later."
@@ -93,9 +101,10 @@ def pairing_verify(
         _, retry_after = codes.failures_window()
         metrics.PAIRING_VERIFY_FAILURES.labels("locked_out").inc()
         raise PairingLockedOut(headers={"Retry-After": str(retry_after)}, details={"retry_after": retry_after})
-    live = codes.code_get(short_code) if _well_formed(short_code) else None
+    well_formed = _well_formed(short_code)
+    live = codes.code_get(short_code) if well_formed else None
     if live is None:
-        if _well_formed(short_code) and codes.code_expired(short_code):
+        if well_formed and codes.code_expired(short_code):
             metrics.PAIRING_VERIFY_FAILURES.labels("expired").inc()
             raise ShortCodeExpired()
         for subject in subjects:
@@ -132,16 +141,18 @@ def pairing_verify(
 
 def pairing_exchange(*, short_code: str, device: Device, wait_seconds: float = 0) -> codes.Completion | None:
     """The joiner's key once it has verified (once), None while waiting; long-polls up to wait_seconds."""
+    if not _well_formed(short_code):
+        raise InvalidShortCode()
     deadline = time.monotonic() + wait_seconds
     while True:
-        completion = codes.completion_get(short_code) if _well_formed(short_code) else None
+        completion = codes.completion_get(short_code)
         if completion is not None and completion.initiator_device_id == str(device.pk):
             if codes.completion_claim(short_code):
                 return completion
             raise InvalidShortCode()  # another exchange of the same device took it
-        live = codes.code_get(short_code) if _well_formed(short_code) else None
+        live = codes.code_get(short_code)
         if live is None or live.initiator_device_id != str(device.pk):
-            if _well_formed(short_code) and codes.code_expired(short_code):
+            if codes.code_expired(short_code):
                 raise ShortCodeExpired()
             raise InvalidShortCode()
         if time.monotonic() >= deadline:
@@ -155,14 +166,6 @@ def device_revoke(*, book_id: uuid.UUID, device_id: uuid.UUID) -> Device:
         raise DeviceNotFound()
     devices_revoke(device_ids=[device_id])
     return Device.objects.get(pk=device_id)
-
-
-class DeviceNotFound(ApplicationError):
-    code = "DEVICE_NOT_FOUND"
-    default_message = "No device with this id in this book."
-
-
-EXCHANGE_POLL_SECONDS = 0.2
 
 
 def _well_formed(short_code: str) -> bool:
