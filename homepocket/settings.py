@@ -260,6 +260,11 @@ DEVICE_TOKEN_MAX_LIFETIME_SECONDS = env_int("DEVICE_TOKEN_MAX_LIFETIME_SECONDS",
 DEVICE_TOKEN_LEEWAY_SECONDS = env_int("DEVICE_TOKEN_LEEWAY_SECONDS", 60)
 DEVICE_LAST_ACTIVE_INTERVAL_SECONDS = env_int("DEVICE_LAST_ACTIVE_INTERVAL_SECONDS", 60)
 
+# --- audit ------------------------------------------------------------------------------------
+
+# The key of the HMAC that turns device and book ids into audit hashes; every node must share it.
+AUDIT_HASH_KEY = env_secret("AUDIT_HASH_KEY") or local_secret(VAR_DIR / "audit_hash_key")
+
 # --- pairing ----------------------------------------------------------------------------------
 
 BOOK_MAX_DEVICES = env_int("BOOK_MAX_DEVICES", 10)

@@ -67,5 +67,5 @@ class DeviceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected devices (their tokens are refused from now on)")
     def revoke_selected(self, request, queryset):
-        count = services.devices_revoke(device_ids=list(queryset.values_list("pk", flat=True)))
+        count = services.devices_revoke(device_ids=list(queryset.values_list("pk", flat=True)), admin_user_id=request.user.pk)
         self.message_user(request, f"Revoked {count} device(s).", messages.SUCCESS)

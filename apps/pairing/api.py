@@ -193,5 +193,5 @@ class DeviceRevokeView(APIView):
     )
     def delete(self, request, book_id, device_id):
         book = selectors.book_get_for_device(book_id=book_id, device_book_id=request.user.book_id)
-        device = services.device_revoke(book_id=book.pk, device_id=device_id)
+        device = services.device_revoke(book_id=book.pk, device_id=device_id, actor_device_id=request.user.device_id)
         return Response(DeviceRevokedSerializer({"device_id": device.pk, "revoked_at": device.revoked_at}).data)

@@ -9,7 +9,8 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 
-from apps.pairing.device_tokens import VerifiedDevice, bearer_token_from_header, device_token_verify
+from apps.pairing.device_tokens import VerifiedDevice, bearer_token_from_header, device_token_verify, token_refused_record
+from homepocket.api.errors import ApplicationError
 from apps.pairing.models import Device
 
 
@@ -18,7 +19,11 @@ class DeviceTokenAuthentication(BaseAuthentication):
         token = bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION"))
         if token is None:
             return None
-        principal = device_token_verify(token)
+        try:
+            principal = device_token_verify(token)
+        except ApplicationError as refused:
+            token_refused_record(token, refused)
+            raise
         device_touch(principal)
         return principal, principal.claims
 

@@ -160,3 +160,20 @@ def _uuid_claim(claims: dict[str, Any], name: str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except (TypeError, ValueError):
         raise TokenRefused("malformed", f"The {name!r} claim must be a UUID.") from None
+
+
+def token_refused_record(token: str, refused: ApplicationError) -> None:
+    """Audit a refused device token: the claimed device (hashed by audit), the reason, never the token."""
+    from apps.audit.models import EventType, Outcome
+    from apps.audit.services import audit_event_record
+
+    try:
+        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.PyJWTError:
+        subject = None
+    audit_event_record(
+        event_type=EventType.TOKEN_REFUSED,
+        outcome=Outcome.FAILURE,
+        actor_device_id=subject if isinstance(subject, str) and len(subject) <= 64 else None,
+        details={"reason": refused.details.get("reason", refused.code)},
+    )

@@ -11,6 +11,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.audit.models import EventType, Outcome
+from apps.audit.hashing import id_hash
+from apps.audit.services import audit_event_record
 from apps.pairing import codes, metrics
 from apps.pairing.models import Book, Device
 from homepocket.api.errors import ApplicationError
@@ -32,6 +35,9 @@ def book_create(*, device_id: uuid.UUID, public_key: bytes, device_name: str) ->
         with transaction.atomic():
             book = Book.objects.create()
             device = Device.objects.create(id=device_id, book=book, public_key=public_key, name=device_name)
+            audit_event_record(
+                event_type=EventType.BOOK_CREATED, outcome=Outcome.SUCCESS, actor_device_id=device.pk, book_id=book.pk
+            )
         return book, device, True
     except IntegrityError:
         # The id or the key is taken: the unique constraints decided, not a read before the write.
@@ -42,9 +48,18 @@ def book_create(*, device_id: uuid.UUID, public_key: bytes, device_name: str) ->
     raise DeviceAlreadyRegistered()
 
 
-def devices_revoke(*, device_ids: list[uuid.UUID]) -> int:
+def devices_revoke(*, device_ids: list[uuid.UUID], actor_device_id=None, admin_user_id=None) -> int:
     """Revoke devices: their tokens are refused from now on. Returns how many were active."""
-    return Device.objects.filter(pk__in=device_ids, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    with transaction.atomic():
+        active = list(Device.objects.filter(pk__in=device_ids, revoked_at__isnull=True).values_list("pk", "book_id"))
+        count = Device.objects.filter(pk__in=[pk for pk, _ in active], revoked_at__isnull=True).update(revoked_at=timezone.now())
+        for device_pk, book_pk in active:
+            audit_event_record(
+                event_type=EventType.DEVICE_REVOKED, outcome=Outcome.SUCCESS, actor_device_id=actor_device_id,
+                book_id=book_pk, target=f"device:{id_hash('device', device_pk)}",
+                details={"by": "admin", "admin_user_id": admin_user_id} if admin_user_id else {"by": "device"},
+            )  # fmt: skip
+    return count
 
 
 # --- pairing: a new device joins a book with a 6-digit code ---------------------------------
@@ -99,17 +114,17 @@ def pairing_verify(
     subjects = [f"device:{device_id}", f"ip:{client_ip}"]
     if any(codes.failures_count(subject) >= settings.PAIRING_MAX_FAILURES for subject in subjects):
         _, retry_after = codes.failures_window()
-        metrics.PAIRING_VERIFY_FAILURES.labels("locked_out").inc()
+        _pairing_failed(device_id, "locked_out")
         raise PairingLockedOut(headers={"Retry-After": str(retry_after)}, details={"retry_after": retry_after})
     well_formed = _well_formed(short_code)
     live = codes.code_get(short_code) if well_formed else None
     if live is None:
         if well_formed and codes.code_expired(short_code):
-            metrics.PAIRING_VERIFY_FAILURES.labels("expired").inc()
+            _pairing_failed(device_id, "expired")
             raise ShortCodeExpired()
         for subject in subjects:
             codes.failure_record(subject)
-        metrics.PAIRING_VERIFY_FAILURES.labels("invalid").inc()
+        _pairing_failed(device_id, "invalid")
         raise InvalidShortCode()
     book_id = uuid.UUID(live.book_id)
     initiator = Device.objects.filter(pk=live.initiator_device_id, revoked_at__isnull=True).first()
@@ -121,7 +136,7 @@ def pairing_verify(
     if _active_devices(book_id) >= settings.BOOK_MAX_DEVICES:
         raise DeviceLimitReached()
     if not codes.code_claim(short_code):
-        metrics.PAIRING_VERIFY_FAILURES.labels("lost_race").inc()
+        _pairing_failed(device_id, "lost_race")
         raise InvalidShortCode()
     try:
         device = _device_join(book_id=book_id, device_id=device_id, public_key=public_key, device_name=device_name)
@@ -160,11 +175,11 @@ def pairing_exchange(*, short_code: str, device: Device, wait_seconds: float = 0
         time.sleep(EXCHANGE_POLL_SECONDS)
 
 
-def device_revoke(*, book_id: uuid.UUID, device_id: uuid.UUID) -> Device:
+def device_revoke(*, book_id: uuid.UUID, device_id: uuid.UUID, actor_device_id: uuid.UUID) -> Device:
     """Revoke one device of a book (itself or another); revoking twice answers the same."""
     if not Device.objects.filter(pk=device_id, book_id=book_id).exists():
         raise DeviceNotFound()
-    devices_revoke(device_ids=[device_id])
+    devices_revoke(device_ids=[device_id], actor_device_id=actor_device_id)
     return Device.objects.get(pk=device_id)
 
 
@@ -184,6 +199,15 @@ def _device_join(*, book_id: uuid.UUID, device_id: uuid.UUID, public_key: bytes,
             Book.objects.select_for_update().filter(pk=book_id).first()
             if _active_devices(book_id) >= settings.BOOK_MAX_DEVICES:
                 raise DeviceLimitReached()
-            return Device.objects.create(id=device_id, book_id=book_id, public_key=public_key, name=device_name)
+            device = Device.objects.create(id=device_id, book_id=book_id, public_key=public_key, name=device_name)
+            audit_event_record(event_type=EventType.DEVICE_PAIRED, outcome=Outcome.SUCCESS, actor_device_id=device_id, book_id=book_id)
+            return device
     except IntegrityError:
         raise DeviceAlreadyRegistered() from None
+
+
+def _pairing_failed(device_id: uuid.UUID, reason: str) -> None:
+    metrics.PAIRING_VERIFY_FAILURES.labels(reason).inc()
+    audit_event_record(
+        event_type=EventType.PAIRING_FAILED, outcome=Outcome.FAILURE, actor_device_id=device_id, details={"reason": reason}
+    )

@@ -1,0 +1,46 @@
+"""Audit events: who did what, with device and book ids only as keyed hashes, in a hash chain."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class EventType(models.TextChoices):
+    BOOK_CREATED = "book.created", "book created"
+    DEVICE_PAIRED = "device.paired", "device paired"
+    DEVICE_REVOKED = "device.revoked", "device revoked"
+    PAIRING_FAILED = "pairing.failed", "pairing failed"
+    TOKEN_REFUSED = "token.refused", "token refused"
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", "success"
+    FAILURE = "failure", "failure"
+
+
+class AuditEvent(models.Model):
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    event_type = models.CharField(max_length=48, choices=EventType.choices, db_index=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    # HMAC-SHA256 of the raw id under the server's audit key: linkable, never reversible.
+    actor_device = models.CharField(max_length=64, blank=True, db_index=True)
+    book = models.CharField(max_length=64, blank=True, db_index=True)
+    api_key_id = models.CharField(max_length=64, blank=True)
+    target = models.CharField(max_length=128, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    # The chain: row_hash = SHA-256(prev_hash + this row's canonical content).
+    prev_hash = models.CharField(max_length=64)
+    row_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.outcome} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class AuditChainHead(models.Model):
+    """One row: the hash of the last event. Locking it serialises appends, so the chain never forks."""
+
+    last_hash = models.CharField(max_length=64)
