@@ -73,7 +73,8 @@ API_MIDDLEWARE = [
     "homepocket.inline_middleware.InlineSecurityMiddleware",
     "homepocket.inline_middleware.InlineXFrameOptionsMiddleware",
 ]
-SITE_PATH_PREFIXES = ("/admin/",)
+# Operators' API calls authenticate with the admin's session, so they take the site stack too.
+SITE_PATH_PREFIXES = ("/admin/", "/api/v1/audit/")
 
 ROOT_URLCONF = "homepocket.urls"
 ASGI_APPLICATION = "homepocket.asgi.application"
@@ -264,6 +265,7 @@ DEVICE_LAST_ACTIVE_INTERVAL_SECONDS = env_int("DEVICE_LAST_ACTIVE_INTERVAL_SECON
 
 # The key of the HMAC that turns device and book ids into audit hashes; every node must share it.
 AUDIT_HASH_KEY = env_secret("AUDIT_HASH_KEY") or local_secret(VAR_DIR / "audit_hash_key")
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 90)
 
 # --- pairing ----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from homepocket.metrics import metrics_view
 
 api_v1 = [
     path("", include("apps.pairing.urls")),
+    path("", include("apps.audit.urls")),
 ]
 
 urlpatterns = [

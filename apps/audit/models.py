@@ -44,3 +44,6 @@ class AuditChainHead(models.Model):
     """One row: the hash of the last event. Locking it serialises appends, so the chain never forks."""
 
     last_hash = models.CharField(max_length=64)
+    # The prev_hash the oldest retained row must carry: the genesis, then whatever retention
+    # purged up to. Removing old rows any other way breaks verify.
+    anchor_hash = models.CharField(max_length=64, default="0" * 64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -80,10 +81,14 @@ class ChainBreak:
 def audit_chain_verify(*, since=None) -> tuple[int, ChainBreak | None]:
     """Walk the chain (from `since`, trusting the first row's prev_hash); (rows checked, first break)."""
     checked = 0
-    previous: str | None = None
+    # From the start, the oldest row must carry the anchor: old rows go only through retention.
+    previous: str | None = None if since is not None else AuditChainHead.objects.get(pk=1).anchor_hash
     for event in _events(since):
         if previous is not None and event.prev_hash != previous:
-            return checked, ChainBreak(event.pk, "prev_hash does not match the previous row (a row was removed or reordered)")
+            reason = "prev_hash does not match the previous row (a row was removed or reordered)"
+            if checked == 0:
+                reason = "the oldest row is not the retention anchor (old rows were removed outside retention)"
+            return checked, ChainBreak(event.pk, reason)
         if row_hash(event.prev_hash, row_content(event)) != event.row_hash:
             return checked, ChainBreak(event.pk, "content does not match its hash (the row was edited)")
         previous = event.row_hash
@@ -96,3 +101,27 @@ def _events(since) -> Iterator[AuditEvent]:
     if since is not None:
         queryset = queryset.filter(created_at__gte=since)
     return queryset.iterator(chunk_size=2000)
+
+
+def audit_events_purge(*, older_than_days: int, dry_run: bool = False, batch_size: int = 1000, progress=None) -> int:
+    """Delete events older than the retention, oldest first, in batches; move the chain anchor along."""
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    doomed = AuditEvent.objects.filter(created_at__lt=cutoff)
+    total = doomed.count()
+    if dry_run or total == 0:
+        return total
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            head = AuditChainHead.objects.select_for_update().get(pk=1)
+            ids = list(doomed.order_by("id").values_list("id", flat=True)[:batch_size])
+            if not ids:
+                break
+            AuditEvent.objects.filter(id__in=ids).delete()
+            oldest = AuditEvent.objects.order_by("id").values_list("prev_hash", flat=True).first()
+            head.anchor_hash = oldest if oldest is not None else head.last_hash
+            head.save(update_fields=["anchor_hash"])
+        deleted += len(ids)
+        if progress:
+            progress(deleted, total)
+    return deleted

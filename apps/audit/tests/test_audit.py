@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -131,3 +132,78 @@ class TestChain:
             audit_event_record(event_type=EventType.PAIRING_FAILED, outcome=Outcome.FAILURE)
             raise RuntimeError("the work failed")
         assert AuditEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+class TestRetention:
+    def make_history(self, committed):
+        # created_at is part of each row's hash, so history is made by recording at a moved clock.
+        from unittest import mock
+
+        from django.utils import timezone as tz
+
+        now = tz.now()
+        for days_ago in (120, 100, 30, 1):
+            with mock.patch("apps.audit.services.timezone.now", return_value=now - timedelta(days=days_ago)):
+                with committed():
+                    audit_event_record(event_type=EventType.PAIRING_FAILED, outcome=Outcome.FAILURE, details={"age": days_ago})
+
+    def test_the_dry_run_says_what_would_go_and_deletes_nothing(self, committed, capsys):
+        self.make_history(committed)
+        call_command("audit", "purge", "--dry-run")
+        assert "2 events older than 90 days would be deleted" in capsys.readouterr().out
+        assert AuditEvent.objects.count() == 4
+
+    def test_retention_deletes_old_events_and_the_chain_still_verifies(self, committed):
+        self.make_history(committed)
+        call_command("audit", "purge")
+        assert sorted(e.details["age"] for e in AuditEvent.objects.all()) == [1, 30]
+        assert audit_chain_verify() == (2, None)
+
+    def test_old_rows_removed_outside_retention_break_the_chain(self, committed):
+        self.make_history(committed)
+        AuditEvent.objects.order_by("id").first().delete()
+        checked, broken = audit_chain_verify()
+        assert checked == 0 and "retention anchor" in broken.reason
+
+    def test_the_purge_task_is_scheduled_daily(self):
+        from apps.audit.tasks import PERIODIC_TASKS
+
+        assert [(t.task, t.every_seconds) for t in PERIODIC_TASKS] == [("audit.events_purge", 86400)]
+
+
+@pytest.mark.django_db
+class TestQueries:
+    @pytest.fixture
+    def history(self, committed, family, neighbours, alice, bob, carol):
+        with committed():
+            audit_event_record(event_type=EventType.DEVICE_PAIRED, outcome=Outcome.SUCCESS, actor_device_id=bob.device_id, book_id=family.id)
+            audit_event_record(event_type=EventType.BOOK_CREATED, outcome=Outcome.SUCCESS, actor_device_id=carol.device_id, book_id=neighbours.id)
+            audit_event_record(event_type=EventType.PAIRING_FAILED, outcome=Outcome.FAILURE, details={"reason": "invalid"})
+
+    def test_staff_see_events_filtered_by_a_raw_book_id(self, admin_client, history, family):
+        response = admin_client.get("/api/v1/audit/events", {"book": str(family.id)})
+        assert response.status_code == 200
+        results = response.json()["data"]["results"]
+        assert [r["event_type"] for r in results] == ["device.paired"]
+        assert results[0]["book"] == id_hash("book", family.id)
+
+    def test_staff_filter_by_type_and_outcome(self, admin_client, history):
+        data = admin_client.get("/api/v1/audit/events", {"outcome": "failure"}).json()["data"]
+        assert [r["event_type"] for r in data["results"]] == ["pairing.failed"]
+
+    def test_a_device_token_is_forbidden(self, client, history, alice):
+        response = client.get("/api/v1/audit/events", **alice.auth())
+        assert (response.status_code, response.json()["error"]["code"]) == (403, "FORBIDDEN")
+
+    def test_no_credentials_is_invalid_token(self, client, history):
+        response = client.get("/api/v1/audit/events")
+        assert (response.status_code, response.json()["error"]["code"]) == (401, "INVALID_TOKEN")
+
+    def test_a_family_exports_its_own_books_events_only(self, client, history, family, alice):
+        data = client.get(f"/api/v1/books/{family.id}/audit", **alice.auth()).json()["data"]
+        assert {r["book"] for r in data["results"]} == {id_hash("book", family.id)}
+
+    def test_another_family_cannot_export_it(self, client, history, family, carol):
+        response = client.get(f"/api/v1/books/{family.id}/audit", **carol.auth())
+        assert response.status_code == 403
