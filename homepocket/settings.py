@@ -237,6 +237,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_TOKEN": None,
 }
 API_VERSION = "1"
+# Service callers (`Authorization: Api-Key …`) are accepted only by the views that add this class
+# (audit queries now, signing later): device endpoints never see an API key as their caller.
+API_KEY_AUTHENTICATION = "apps.quotas.authentication.ApiKeyAuthentication"
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Home Pocket server API",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.utils.module_loading import import_string
 from drf_spectacular.utils import extend_schema
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.pagination import CursorPagination
-from rest_framework.permissions import IsAdminUser
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from apps.audit.selectors import audit_events_filter
 from apps.audit.serializers import AuditEventSerializer, AuditQuerySerializer
-from apps.pairing.authentication import DeviceTokenAuthentication
-from apps.pairing.selectors import book_get_for_device
+from homepocket.api.errors import Forbidden
+from homepocket.api.permissions import scope_or_staff
 
 
 class AuditCursor(CursorPagination):
@@ -29,10 +31,15 @@ class _AuditListView(APIView):
 
 
 class AuditEventListView(_AuditListView):
-    # Device tokens authenticate (and are then refused with 403); staff come with the admin's
-    # session, which is why /api/v1/audit/ takes the site middleware stack (SITE_PATH_PREFIXES).
-    authentication_classes = [DeviceTokenAuthentication, SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    # API keys with the audit:read scope, or staff with the admin's session (which is why
+    # /api/v1/audit/ takes the site middleware stack); a device token authenticates and is
+    # then refused with 403.
+    authentication_classes = [
+        *api_settings.DEFAULT_AUTHENTICATION_CLASSES,
+        import_string(settings.API_KEY_AUTHENTICATION),
+        SessionAuthentication,
+    ]
+    permission_classes = [scope_or_staff("audit:read")]
     error_codes = ["INVALID_TOKEN", "FORBIDDEN"]
 
     @extend_schema(
@@ -54,7 +61,7 @@ class AuditEventListView(_AuditListView):
 
 
 class BookAuditExportView(_AuditListView):
-    error_codes = ["FORBIDDEN", "BOOK_NOT_FOUND"]
+    error_codes = ["FORBIDDEN"]
 
     @extend_schema(
         operation_id="books_audit_export",
@@ -63,5 +70,6 @@ class BookAuditExportView(_AuditListView):
         tags=["audit"],
     )
     def get(self, request, book_id):
-        book = book_get_for_device(book_id=book_id, device_book_id=request.user.book_id)
-        return self.paginated(request, audit_events_filter(book_id=book.pk))
+        if getattr(request.user, "book_id", None) != book_id:
+            raise Forbidden("A device exports only its own book's events.", details={"reason": "book_mismatch"})
+        return self.paginated(request, audit_events_filter(book_id=book_id))

@@ -16,7 +16,10 @@ from apps.pairing.models import Device
 
 class DeviceTokenAuthentication(BaseAuthentication):
     def authenticate(self, request):
-        token = bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION"))
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if header and header.lower().startswith("api-key "):
+            return None  # a service caller: apps.quotas.authentication.ApiKeyAuthentication decides
+        token = bearer_token_from_header(header)
         if token is None:
             return None
         try:

@@ -107,3 +107,16 @@ class DeviceTokenScheme(OpenApiAuthenticationExtension):
                 "book_id, iat and exp (at most 24 h after iat)."
             ),
         }
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "apps.quotas.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key hp_<prefix>_<secret>`, made by `manage.py apikey create` (shown once).",
+        }
