@@ -41,6 +41,7 @@ test-distributed: venv-dev
 ## Django's deployment checks with production-like settings (CI runs it).
 check-deploy: venv
 	DEBUG=0 SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	AUDIT_HASH_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(32))') \
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/homepocket REDIS_URL=redis://127.0.0.1:6379/0 \
 	S3_BUCKET=homepocket S3_ENDPOINT_URL=http://127.0.0.1:9000 \
 	SECURE_SSL_REDIRECT=1 SECURE_HSTS_SECONDS=31536000 SECURE_HSTS_INCLUDE_SUBDOMAINS=1 SECURE_HSTS_PRELOAD=1 \

@@ -60,12 +60,16 @@ def check_modes(app_configs, **kwargs):
 def check_shared_secret(app_configs, **kwargs):
     from homepocket.env import env_secret
 
-    if (settings.DATABASE_URL or settings.REDIS_URL) and not env_secret("SECRET_KEY"):
-        return [
-            Warning(
-                "SECRET_KEY is the local one under var/: every node of a cluster would have its own.",
-                hint="Set SECRET_KEY or SECRET_KEY_FILE in the distributed mode.",
-                id="homepocket.W001",
-            )
-        ]
-    return []
+    if not (settings.DATABASE_URL or settings.REDIS_URL):
+        return []
+    # Secrets the embedded mode makes under var/: in a cluster every node would make its own
+    # (sessions break across nodes; audit hashes of one device stop matching between nodes).
+    return [
+        Warning(
+            f"{name} is the local one under var/: every node of a cluster would have its own.",
+            hint=f"Set {name} or {name}_FILE in the distributed mode.",
+            id="homepocket.W001",
+        )
+        for name in ("SECRET_KEY", "AUDIT_HASH_KEY")
+        if not env_secret(name)
+    ]

@@ -110,6 +110,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         "HOMEPOCKET_VAR_DIR": str(tmp_path),
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "AUDIT_HASH_KEY": secrets.token_urlsafe(32),
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/homepocket",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "S3_BUCKET": "homepocket",
@@ -129,3 +130,16 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_when_a_cluster_would_make_its_own_audit_key(tmp_path):
+    env = {
+        **os.environ,
+        "HOMEPOCKET_VAR_DIR": str(tmp_path),
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/homepocket",
+    }
+    env.pop("AUDIT_HASH_KEY", None)
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert "homepocket.W001" in result.stderr + result.stdout
+    assert "AUDIT_HASH_KEY" in result.stderr + result.stdout

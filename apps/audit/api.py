@@ -44,7 +44,7 @@ class AuditEventListView(_AuditListView):
 
     @extend_schema(
         operation_id="audit_events_list",
-        summary="Audit events for operators (staff session), newest first, cursor-paginated",
+        summary="Audit events for operators (staff session or an API key with audit:read), newest first, cursor-paginated",
         parameters=[AuditQuerySerializer],
         responses={200: AuditEventSerializer(many=True)},
         tags=["audit"],

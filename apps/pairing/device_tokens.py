@@ -49,7 +49,6 @@ class VerifiedDevice:
     claims: dict[str, Any]
 
     is_authenticated = True
-    is_staff = False  # a device is never an operator (IsAdminUser refuses it with 403)
 
     @property
     def device_id(self) -> uuid.UUID:

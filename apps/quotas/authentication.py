@@ -15,7 +15,6 @@ class ApiKeyPrincipal:
     api_key: ApiKey
 
     is_authenticated = True
-    is_staff = False
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.api_key.scopes
