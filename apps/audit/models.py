@@ -12,6 +12,17 @@ class EventType(models.TextChoices):
     DEVICE_REVOKED = "device.revoked", "device revoked"
     PAIRING_FAILED = "pairing.failed", "pairing failed"
     TOKEN_REFUSED = "token.refused", "token refused"
+    PHOTO_UPLOADED = "photo.uploaded", "photo uploaded"
+    PHOTO_DELETED = "photo.deleted", "photo deleted"
+    SHARE_DELIVERY_CHANGED = "share_delivery.changed", "share delivery state changed"
+    SIGNING_KEY_CREATED = "signing_key.created", "signing key created"
+    # One row per key per minute with a count, never one row per signature.
+    SIGNING_USAGE = "signing.usage", "signing usage"
+    QUOTA_EXCEEDED = "quota.exceeded", "quota exceeded"
+    # Operators' changes in the admin (Django's LogEntry holds no hashed ids and no chain).
+    POLICY_CHANGED = "policy.changed", "rate-limit policy changed"
+    API_KEY_CREATED = "api_key.created", "API key created"
+    API_KEY_REVOKED = "api_key.revoked", "API key revoked"
 
 
 class Outcome(models.TextChoices):
