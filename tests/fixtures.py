@@ -68,3 +68,11 @@ def family(db, alice, bob):
 def neighbours(db, carol):
     """Carol's own book: another family."""
     return _register(carol)
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits_of_this_test_only(settings):
+    """Each test counts from zero: its own rate-limit key namespace (and so a fresh store)."""
+    import uuid
+
+    settings.RATELIMIT_KEY_PREFIX = f"{settings.CACHE_KEY_PREFIX}:rl-test-{uuid.uuid4().hex[:8]}"

@@ -32,6 +32,7 @@ def distributed() -> bool:
 class LiveServer:
     def __init__(self, workdir: Path, *, extra_env: dict[str, str] | None = None, command: str = "server", workers: int = 1):
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
@@ -50,13 +51,16 @@ class LiveServer:
         env.update(extra)
         return env
 
-    def start(self, *, migrate: bool = True, wait: bool = True) -> LiveServer:
+    def start(self, *, migrate: bool = True, wait: bool = True, setup: list[list[str]] = ()) -> LiveServer:
+        """Migrate, run the `setup` management commands (e.g. a policy change), then start."""
         if self._database_name:
             _admin_execute(f'CREATE DATABASE "{self._database_name}"')
         if migrate:
             subprocess.run(
                 [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=self.env, check=True
             )
+        for command in setup:
+            self.manage(*command)
         if self.command == "serve":
             argv = [sys.executable, "manage.py", "serve", "--port", str(self.port), "--workers", str(self.workers)]
         else:
@@ -67,6 +71,13 @@ class LiveServer:
             wait_for_port(self.port, timeout=60, process=self.process)
             self.wait_healthy()
         return self
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against this server's database and settings; its output."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=REPO, env=self.env, check=True, capture_output=True, text=True
+        )
+        return done.stdout
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
