@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from homepocket_client import DeviceIdentity, HomePocketClient
+from homepocket_client import DeviceIdentity, HomePocketClient, RateLimited
 from tests.harness.live import LiveServer, distributed
 from tests.harness.ports import free_port, wait_for_port
 
@@ -41,6 +41,20 @@ def until(predicate, *, within: float, what: str):
             return result
         time.sleep(0.1)
     raise AssertionError(f"not within {within} s: {what}")
+
+
+def test_the_client_library_sees_a_refusal_as_rate_limited_with_its_wait(api):
+    alice = DeviceIdentity.new("client library quota test")
+    api.create_book(alice)
+    for _ in range(10):
+        api.pairing_generate(alice)
+    with pytest.raises(RateLimited) as refused:
+        api.pairing_generate(alice)
+    assert 1 <= refused.value.retry_after <= 3600
+    assert refused.value.details["limit"] == 10
+    usage = api.usage(alice)
+    assert usage.plan == "free"
+    assert (usage.quotas["pairing.generate"].used, usage.quotas["pairing.generate"].remaining) == (10, 0)
 
 
 def test_two_hundred_simultaneous_requests_against_a_limit_of_fifty_get_exactly_fifty(tmp_path):
@@ -93,8 +107,8 @@ def test_a_policy_edited_in_the_admin_applies_on_a_second_server_within_ten_seco
         alice = founder(first.url)
 
         def limit_seen_by_second() -> int | None:
-            usage = httpx.get(f"{second.url}/api/v1/usage", headers={"Authorization": f"Bearer {alice.book_token()}"})
-            return {q["policy"]: q for q in usage.json()["data"]["quotas"]}["pairing.generate"]["limit"]
+            with HomePocketClient(second.url, timeout=10) as client:
+                return client.usage(alice).quotas["pairing.generate"].limit
 
         assert limit_seen_by_second() == 10
         with httpx.Client(base_url=first.url, follow_redirects=True, timeout=10) as browser:

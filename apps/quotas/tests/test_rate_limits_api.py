@@ -255,3 +255,28 @@ class TestApiKeyQuotas:
         for _ in range(3):
             response = admin_client.get("/api/v1/audit/events")
         assert response.status_code == 200 and "X-RateLimit-Limit" not in response
+
+
+class TestSettingsChecks:
+    def test_a_cluster_without_a_shared_store_refuses_to_start(self):
+        from apps.quotas.checks import shared_store_errors
+
+        assert [m.id for m in shared_store_errors(engine="django.db.backends.postgresql", url=None)] == ["quotas.E002"]
+        assert shared_store_errors(engine="django.db.backends.postgresql", url="redis://127.0.0.1:6379/0") == []
+        assert shared_store_errors(engine="django.db.backends.sqlite3", url=None) == []
+
+    @pytest.mark.parametrize(
+        "name, value, error",
+        [("RATELIMIT_REDIS_URL", "http://127.0.0.1:6379", "quotas.E001"), ("RATELIMIT_POLICY_TTL", 60, "quotas.E003"),
+         ("QUOTA_WARNING_RATIO", 1.5, "quotas.E004"), ("RATELIMIT_STORE_TIMEOUT", 0, "quotas.E005")],
+    )  # fmt: skip
+    def test_bad_limiter_settings_fail_the_check(self, settings, name, value, error):
+        from apps.quotas.checks import check_rate_limit_settings
+
+        setattr(settings, name, value)
+        assert error in {m.id for m in check_rate_limit_settings(None)}
+
+    def test_the_current_limiter_settings_pass(self):
+        from apps.quotas.checks import check_rate_limit_settings
+
+        assert check_rate_limit_settings(None) == []
