@@ -286,6 +286,11 @@ DEVICE_LAST_ACTIVE_INTERVAL_SECONDS = env_int("DEVICE_LAST_ACTIVE_INTERVAL_SECON
 # The key of the HMAC that turns device and book ids into audit hashes; every node must share it.
 AUDIT_HASH_KEY = env_secret("AUDIT_HASH_KEY") or local_secret(VAR_DIR / "audit_hash_key")
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 90)
+# Audited requests hand events to a buffer that a background thread writes in batches; a crash
+# loses at most this many seconds of events (docs/audit.md). 0: write each at commit.
+AUDIT_FLUSH_INTERVAL = env_float("AUDIT_FLUSH_INTERVAL", 0.5)
+AUDIT_BATCH_SIZE = env_int("AUDIT_BATCH_SIZE", 500)
+AUDIT_BUFFER_MAX = env_int("AUDIT_BUFFER_MAX", 100_000)
 
 # --- pairing ----------------------------------------------------------------------------------
 

@@ -97,7 +97,8 @@ class LiveServer:
         assert self.process is not None
         self.process.send_signal(sig)
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int | None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0, *, keep_database: bool = False) -> int | None:
+        """Stop the process; its PostgreSQL database is dropped unless `keep_database` (to inspect it)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             try:
@@ -107,7 +108,7 @@ class LiveServer:
                 self.process.wait()
         if getattr(self, "_log", None):
             self._log.close()
-        if self._database_name:
+        if self._database_name and not keep_database:
             _admin_execute(f'DROP DATABASE IF EXISTS "{self._database_name}" WITH (FORCE)')
             self._database_name = None
         return self.process.returncode if self.process else None
