@@ -185,6 +185,10 @@ RATELIMIT_STORE_RETRY = env_float("RATELIMIT_STORE_RETRY", 1.0)
 RATELIMIT_REDIS_MAX_CONNECTIONS = env_int("RATELIMIT_REDIS_MAX_CONNECTIONS", 32)
 # How old a node's copy of the policies may get: an admin edit applies everywhere within this.
 RATELIMIT_POLICY_TTL = env_float("RATELIMIT_POLICY_TTL", 5.0)
+# Hot paths (the sign route) spend quota from blocks leased in one step (apps/quotas/leases.py):
+# a block lives this many seconds, and holds at most this many units (and a 20th of the limit).
+QUOTA_LEASE_SECONDS = env_float("QUOTA_LEASE_SECONDS", 1.0)
+QUOTA_LEASE_UNITS = env_int("QUOTA_LEASE_UNITS", 100)
 # A notification is recorded once per window when a daily or monthly quota passes this share.
 QUOTA_WARNING_RATIO = env_float("QUOTA_WARNING_RATIO", 0.8)
 
