@@ -98,7 +98,7 @@ class LocalKeyFileCustody:
             if not create:
                 raise CustodyError("master key file missing")
             key_id = _new_key_id()
-            self._write(key_id, {key_id: AESGCM.generate_key(bit_length=256)})
+            self._write(key_id, {key_id: AESGCM.generate_key(bit_length=256)}, exclusive=True)
         mode = self.path.stat().st_mode & 0o777
         if mode & 0o077:
             raise CustodyError(f"{self.path} is readable by others (mode {mode:o}); chmod 600 it")
@@ -108,7 +108,7 @@ class LocalKeyFileCustody:
             raise CustodyError("malformed master key file")
         return data["current"], keys
 
-    def _write(self, current: str, keys: dict[str, bytes]) -> None:
+    def _write(self, current: str, keys: dict[str, bytes], *, exclusive: bool = False) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         payload = json.dumps({"current": current, "keys": {k: base64.b64encode(v).decode() for k, v in keys.items()}})
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}")
@@ -117,6 +117,14 @@ class LocalKeyFileCustody:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+        if exclusive:
+            # First start: of several signers starting together, one creates the key, the others read it.
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+            os.unlink(tmp)
+            return
         os.replace(tmp, self.path)  # readers see the old file or the new one, never half of one
 
     def _key(self, key_id: str) -> bytes:

@@ -68,3 +68,25 @@ def family(db, alice, bob):
 def neighbours(db, carol):
     """Carol's own book: another family."""
     return _register(carol)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signer_sidecar(tmp_path_factory):
+    """One real signer process for in-process tests (the API's signing views and /ready ask it)."""
+    import os
+
+    from django.conf import settings
+
+    from apps.signing.client import signer_clients_reset
+    from tests.harness.signers import SignerProcesses, signer_environment
+
+    workdir = tmp_path_factory.mktemp("signer")
+    os.environ["SIGNING_MASTER_KEY_FILE"] = str(workdir / "master-key.json")
+    signers = SignerProcesses(1, signer_environment(dict(os.environ), workdir / "master-key.json"), workdir).start()
+    previous = settings.SIGNER_SOCKETS
+    settings.SIGNER_SOCKETS = signers.paths
+    signer_clients_reset()
+    yield signers
+    settings.SIGNER_SOCKETS = previous
+    signer_clients_reset()
+    signers.stop()
