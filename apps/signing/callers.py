@@ -31,6 +31,10 @@ class Caller:
 _verified: dict[bytes, tuple[float, Caller]] = {}
 
 
+def now() -> float:
+    return time.monotonic()  # tests replace it to move past the TTL
+
+
 def caller_from_api_key(api_key) -> Caller:
     """The caller an already-verified ApiKey row is, or FORBIDDEN without the signing scope."""
     if SIGNING_SCOPE not in api_key.scopes:
@@ -41,15 +45,15 @@ def caller_from_api_key(api_key) -> Caller:
 async def caller_verify(presented: str) -> Caller:
     """The caller behind `Api-Key <presented>`, from memory when verified within the TTL."""
     digest = hashlib.sha256(presented.encode()).digest()
-    now = time.monotonic()
+    t = now()
     hit = _verified.get(digest)
-    if hit is not None and hit[0] > now:
+    if hit is not None and hit[0] > t:
         return hit[1]
     api_key = await sync_to_async(api_key_verify, thread_sensitive=False)(presented)
     caller = caller_from_api_key(api_key)
     if len(_verified) >= MAX_CACHED:
         _verified.clear()
-    _verified[digest] = (now + settings.SIGNING_API_KEY_CACHE_SECONDS, caller)
+    _verified[digest] = (t + settings.SIGNING_API_KEY_CACHE_SECONDS, caller)
     return caller
 
 

@@ -150,3 +150,20 @@ def test_no_private_key_bytes_are_in_the_database(client, service_key, signer_si
             continue
         assert derived != public_key
     assert bytes(row.wrapped_key) and bytes(row.wrapped_dek)
+
+
+def test_with_every_signer_down_sign_and_create_answer_retry_later(client, service_key, settings, tmp_path):
+    from apps.signing.client import signer_clients_reset
+
+    created = _create(client, service_key)
+    settings.SIGNER_SOCKETS = [str(tmp_path / "dead.sock")]
+    signer_clients_reset()
+    try:
+        response = _sign(client, service_key, created["key_id"], os.urandom(32).hex())
+        assert response.status_code == 503 and response.json()["error"]["code"] == "RETRY_LATER"
+        assert 0.2 <= float(response["Retry-After"]) <= 1.0
+        response = client.post("/api/v1/signing/keys", **_auth(service_key))
+        assert response.status_code == 503 and response.json()["error"]["code"] == "RETRY_LATER"
+        assert SigningKey.objects.count() == 1  # nothing half-made
+    finally:
+        signer_clients_reset()
