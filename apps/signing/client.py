@@ -47,6 +47,7 @@ class _Connection(asyncio.Protocol):
         self.pending: dict[int, tuple[asyncio.Future, p.Op]] = {}
         self.ids = itertools.count(1)
         self.closed = False
+        self.outbox: list[bytes] = []
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -83,10 +84,18 @@ class _Connection(asyncio.Protocol):
         if len(self.pending) >= MAX_IN_FLIGHT_PER_CONNECTION:
             raise SignerUnavailable("too many requests in flight")
         request_id = next(self.ids) & 0xFFFFFFFF
-        future = asyncio.get_running_loop().create_future()
+        future = self.loop.create_future()
         self.pending[request_id] = (future, op)
-        self.transport.write(p.encode_request(build(request_id)))
+        # Frames of one loop iteration go out in one write: one syscall for many requests.
+        if not self.outbox:
+            self.loop.call_soon(self._flush)
+        self.outbox.append(p.encode_request(build(request_id)))
         return future
+
+    def _flush(self) -> None:
+        frames, self.outbox = self.outbox, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(frames))
 
     def forget(self, future: asyncio.Future) -> None:
         for request_id, (f, _) in list(self.pending.items()):
