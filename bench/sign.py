@@ -166,9 +166,14 @@ class OpenLoop:
         tasks = [asyncio.create_task(self.connection(total_rate / connections, start, end)) for _ in range(connections)]
 
         async def report():
+            seen = 0
             while True:
                 await asyncio.sleep(10)
-                progress(f"  {loop.time() - start:5.0f}s: {len(self.latencies)} answered")
+                window = sorted(self.latencies[seen:])
+                seen += len(window)
+                p99 = f"{window[int(len(window) * 0.99)] * 1000:.2f} ms" if window else "-"
+                errors = sum(c for s, c in self.statuses.items() if s != 200) + self.failures
+                progress(f"  {loop.time() - start:5.0f}s: {seen} answered, last 10 s p99 {p99}, errors so far {errors}")
 
         reporter = asyncio.create_task(report())
         await asyncio.gather(*tasks)

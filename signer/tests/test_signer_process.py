@@ -17,10 +17,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def signer_socket(tmp_path):
+def metrics_port():
+    from tests.harness.ports import free_port
+
+    return free_port()
+
+
+@pytest.fixture
+def signer_socket(tmp_path, metrics_port):
     path = tmp_path / "s.sock"
     env = {**os.environ, "HOMEPOCKET_VAR_DIR": str(tmp_path / "var")}
-    process = subprocess.Popen([sys.executable, "-m", "signer", "--socket", str(path)], cwd=REPO, env=env,
+    argv = [sys.executable, "-m", "signer", "--socket", str(path), "--metrics-port", str(metrics_port)]
+    process = subprocess.Popen(argv, cwd=REPO, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     deadline = time.monotonic() + 20
     while not path.exists():
@@ -70,3 +78,19 @@ def test_a_malformed_frame_gets_bad_request_and_the_connection_goes_on(signer_so
         (request_id, status, _), = p.FrameReader().feed(sock.recv(65536))
         assert (request_id, status) == (9, p.Status.BAD_REQUEST)
         assert _exchange(sock, [p.PingRequest(10)])[10].rng_ok
+
+
+def test_the_signer_exports_sign_latency_by_phase_and_answer_counts(signer_socket, metrics_port):
+    import urllib.request
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(signer_socket))
+        key_id = uuid.uuid4()
+        created = _exchange(sock, [p.CreateRequest(1, key_id)])[1]
+        _exchange(sock, [p.SignRequest(2, key_id, bytes(32), created.material)])
+        other_created = _exchange(sock, [p.CreateRequest(3, uuid.uuid4())])[3]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    for phase in ("queue", "cache", "sign", "total"):
+        assert f'homepocket_sign_latency_seconds_count{{phase="{phase}"}} 1.0' in text
+    assert 'homepocket_signer_answers_total{op="create",status="ok"} 2.0' in text
+    assert other_created.public_key != created.public_key

@@ -52,6 +52,7 @@ class LiveServer:
     def _environment(self, extra: dict[str, str]) -> dict[str, str]:
         env = {**os.environ, "HOMEPOCKET_VAR_DIR": str(self.workdir / "var"), "LOG_LEVEL": "INFO", "DRAIN_SECONDS": "0", "DATABASE_POOL": "1"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env["SIGNING_MASTER_KEY_FILE"] = str(self.workdir / "var" / "signer" / "master-key.json")  # its own master key
         if distributed() and "DATABASE_URL" not in extra:
             self._database_name = f"hp_e2e_{uuid.uuid4().hex[:12]}"
             env["DATABASE_URL"] = _with_database(os.environ["DATABASE_URL"], self._database_name)

@@ -73,3 +73,29 @@ def test_an_api_key_without_the_signing_scope_is_forbidden_on_the_sign_path():
     _, clear = api_key_create(name="auditor", scopes=["audit:read"])
     with pytest.raises(Forbidden):
         async_to_sync(callers.caller_verify)(clear)
+
+
+def test_a_signer_socket_path_too_long_for_the_kernel_fails_the_start_up_checks(settings):
+    from apps.signing.checks import check_signer_sockets
+
+    settings.SIGNER_SOCKETS = ["/tmp/" + "x" * 120 + ".sock"]
+    assert [e.id for e in check_signer_sockets(None)] == ["signing.E002"]
+    settings.SIGNER_SOCKETS = []
+    assert [e.id for e in check_signer_sockets(None)] == ["signing.E001"]
+
+
+def test_a_signer_still_unlocking_is_unlock_required_with_a_jittered_50_to_200_ms_wait():
+    from apps.signing.client import SignerRefused
+    from apps.signing.services import _refusal
+    from signer.protocol import Status
+
+    waits = set()
+    for _ in range(200):
+        error = _refusal(SignerRefused(Status.UNLOCK_REQUIRED, "unlocking"))
+        assert error.code == "UNLOCK_REQUIRED" and error.status == 503
+        seconds = float(error.headers["Retry-After"])
+        assert 0.05 <= seconds <= 0.2 and error.details["retry_after_ms"] == round(seconds * 1000)
+        waits.add(seconds)
+    assert len(waits) > 10  # jittered, not one fixed wait
+    assert _refusal(SignerUnavailable("lost")).code == "RETRY_LATER"
+    assert _refusal(SignerRefused(Status.INTERNAL, "x")).code == "RETRY_LATER"

@@ -1,5 +1,6 @@
 """The signing API in-process (DRF views, a real signer process from tests/fixtures.py)."""
 
+import base64
 import hashlib
 import os
 from io import StringIO
@@ -167,3 +168,17 @@ def test_with_every_signer_down_sign_and_create_answer_retry_later(client, servi
         assert SigningKey.objects.count() == 1  # nothing half-made
     finally:
         signer_clients_reset()
+
+
+def test_the_admin_lists_keys_by_api_key_with_use_counts_and_no_key_material(admin_client, client, service_key):
+    created = _create(client, service_key)
+    _sign(client, service_key, created["key_id"], os.urandom(32).hex())
+    signing_usage_flush()
+    row = SigningKey.objects.get(pk=created["key_id"])
+    listing = admin_client.get("/admin/signing/signingkey/").content.decode()
+    assert created["address"] in listing and "wallet service" in listing
+    page = admin_client.get(f"/admin/signing/signingkey/{created['key_id']}/change/").content.decode()
+    assert created["public_key"] in page
+    for blob in (bytes(row.wrapped_key), bytes(row.wrapped_dek)):
+        assert blob.hex() not in page and base64.b64encode(blob).decode() not in page
+    assert admin_client.get("/admin/signing/signingkey/add/").status_code == 403
