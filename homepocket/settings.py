@@ -276,13 +276,26 @@ BOOK_MAX_DEVICES = env_int("BOOK_MAX_DEVICES", 10)
 # Failed verifies per device and per client IP in 10 minutes before RATE_LIMIT_EXCEEDED.
 PAIRING_MAX_FAILURES = env_int("PAIRING_MAX_FAILURES", 5)
 
+# --- relay (docs/relay.md) -----------------------------------------------------------------------
+
+# Frames (and relay/send payloads) above this are refused: close 1009 / PAYLOAD_TOO_LARGE.
+RELAY_MAX_FRAME_BYTES = env_int("RELAY_MAX_FRAME_BYTES", 256 * 1024)
+# A socket's outbox bounds: a frame past either closes that socket with 4408 (slow reader).
+RELAY_SOCKET_BUFFER_FRAMES = env_int("RELAY_SOCKET_BUFFER_FRAMES", 1024)
+RELAY_SOCKET_BUFFER_BYTES = env_int("RELAY_SOCKET_BUFFER_BYTES", 4 * 1024 * 1024)
+# A browser's one-time socket ticket (POST /api/v1/relay/ticket) lives this long.
+RELAY_TICKET_TTL_SECONDS = env_int("RELAY_TICKET_TTL_SECONDS", 30)
+# A node refreshes its sockets' presence every third of this; a dead node's sockets drop out after it.
+RELAY_PRESENCE_TTL_SECONDS = env_int("RELAY_PRESENCE_TTL_SECONDS", 90)
+RELAY_REDIS_TIMEOUT_SECONDS = env_float("RELAY_REDIS_TIMEOUT_SECONDS", 3.0)
+
 # --- health, drain, metrics --------------------------------------------------------------------
 
 # After SIGTERM, /health answers 503 for this long while requests in flight finish, so a load
 # balancer takes the node out before it stops listening.
 DRAIN_SECONDS = env_float("DRAIN_SECONDS", 5.0)
 # Components /ready must find up; the others are reported but do not fail readiness.
-READY_REQUIRED = env_list("READY_REQUIRED", ["database", "cache", "channel_layer", "storage"])
+READY_REQUIRED = env_list("READY_REQUIRED", ["database", "cache", "channel_layer", "storage", "relay"])
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
 # --- security (production values come from the environment) ------------------------------------

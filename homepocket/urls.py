@@ -12,6 +12,7 @@ from homepocket.metrics import metrics_view
 api_v1 = [
     path("", include("apps.pairing.urls")),
     path("", include("apps.audit.urls")),
+    path("", include("apps.relay.urls")),
 ]
 
 urlpatterns = [
