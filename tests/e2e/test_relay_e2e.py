@@ -243,3 +243,22 @@ async def test_a_ticket_works_only_for_its_own_book(live, api, family, neighbour
 async def test_an_unknown_ticket_is_closed_with_4401(live, family):
     socket = await relay_connect(live.url, family[0], ticket="x" * 43)
     assert await close_code(socket) == 4401
+
+
+# --- slow readers -------------------------------------------------------------------------------
+
+
+async def test_a_reader_that_stops_reading_is_closed_with_4408_and_the_others_keep_receiving(live, family):
+    alice, bob, carol = family
+    async with await relay_connect(live.url, alice) as a, await relay_connect(live.url, carol) as c:
+        # bob's client stops taking frames off the connection: its buffers, then the server's
+        # bounded outbox for it, fill up.
+        b = await relay_connect(live.url, bob, max_queue=1)
+        payload = ciphertext(150 * 1024)
+        received = 0
+        for _ in range(120):
+            await a.send_operation(payload)
+            await next_frame(c)  # carol keeps up, frame by frame
+            received += 1
+        assert received == 120
+        assert await close_code(b, timeout=30) == 4408
