@@ -308,7 +308,7 @@ async def relay_hub() -> RelayHub:
     """The hub of the running event loop, started on first use."""
     loop = asyncio.get_running_loop()
     starting = _hubs.get(loop)
-    if starting is None:
+    if starting is None or (starting.done() and starting.exception() is not None):
         starting = loop.create_task(_hub_start(), name="relay-hub-start")
         _hubs[loop] = starting
     return await asyncio.shield(starting)
