@@ -37,7 +37,7 @@ async def health_view(request):
 
 
 async def ready_view(request):
-    names = ["database", "cache", "channel_layer", "storage", "signer"]
+    names = list(_CHECKS)
     results = await asyncio.gather(*(_timed(name, _CHECKS[name]) for name in names))
     components = dict(zip(names, results))
     ready = all(c["status"] == "up" for name, c in components.items() if c["required"])
@@ -111,10 +111,18 @@ async def _check_signer():
         raise ConnectionError(f"{sum(not ok for ok in answers.values())} of {len(answers)} signers not answering")
 
 
+async def _check_relay():
+    """This process's relay hub: its Redis pub/sub connection is up (docs/relay.md)."""
+    from apps.relay.hub import relay_ready_check
+
+    await relay_ready_check()
+
+
 _CHECKS = {
     "database": _check_database,
     "cache": _check_cache,
     "channel_layer": _check_channel_layer,
     "storage": _check_storage,
     "signer": _check_signer,
+    "relay": _check_relay,
 }

@@ -2,4 +2,8 @@
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from apps.relay.routing import websocket_urlpatterns as relay_websocket_urlpatterns
+
+websocket_urlpatterns: list = [
+    *relay_websocket_urlpatterns,
+]

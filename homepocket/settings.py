@@ -320,13 +320,26 @@ SIGNING_USAGE_FLUSH_SECONDS = env_int("SIGNING_USAGE_FLUSH_SECONDS", 60)
 # Serve POST /api/v1/signing/sign from the lean ASGI route (apps/signing/fast_route.py).
 SIGNING_LEAN_ROUTE = env_bool("SIGNING_LEAN_ROUTE", True)
 
+# --- relay (docs/relay.md) -----------------------------------------------------------------------
+
+# Frames (and relay/send payloads) above this are refused: close 1009 / PAYLOAD_TOO_LARGE.
+RELAY_MAX_FRAME_BYTES = env_int("RELAY_MAX_FRAME_BYTES", 256 * 1024)
+# A socket's outbox bounds: a frame past either closes that socket with 4408 (slow reader).
+RELAY_SOCKET_BUFFER_FRAMES = env_int("RELAY_SOCKET_BUFFER_FRAMES", 1024)
+RELAY_SOCKET_BUFFER_BYTES = env_int("RELAY_SOCKET_BUFFER_BYTES", 4 * 1024 * 1024)
+# A browser's one-time socket ticket (POST /api/v1/relay/ticket) lives this long.
+RELAY_TICKET_TTL_SECONDS = env_int("RELAY_TICKET_TTL_SECONDS", 30)
+# A node refreshes its sockets' presence every third of this; a dead node's sockets drop out after it.
+RELAY_PRESENCE_TTL_SECONDS = env_int("RELAY_PRESENCE_TTL_SECONDS", 90)
+RELAY_REDIS_TIMEOUT_SECONDS = env_float("RELAY_REDIS_TIMEOUT_SECONDS", 3.0)
+
 # --- health, drain, metrics --------------------------------------------------------------------
 
 # After SIGTERM, /health answers 503 for this long while requests in flight finish, so a load
 # balancer takes the node out before it stops listening.
 DRAIN_SECONDS = env_float("DRAIN_SECONDS", 5.0)
 # Components /ready must find up; the others are reported but do not fail readiness.
-READY_REQUIRED = env_list("READY_REQUIRED", ["database", "cache", "channel_layer", "storage", "signer"])
+READY_REQUIRED = env_list("READY_REQUIRED", ["database", "cache", "channel_layer", "storage", "signer", "relay"])
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
 # --- security (production values come from the environment) ------------------------------------

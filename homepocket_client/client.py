@@ -191,6 +191,26 @@ class HomePocketClient:
         headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
         return usage_parse(self.request_envelope("GET", f"{API_PREFIX}/usage", identity=identity, headers=headers))
 
+    # The relay's HTTP side (the socket is homepocket_client.relay).
+
+    def relay_send(self, identity: DeviceIdentity, payload: str, *, timestamp: int | float | None = None) -> dict[str, int]:
+        """Relay one encrypted update (base64) without a socket: {"delivered_to", "seq"}."""
+        body = {
+            "book_id": str(_book_id_required(identity)),
+            "type": "crdt_operation",
+            "payload": payload,
+            "timestamp": int(time.time() * 1000) if timestamp is None else timestamp,
+        }
+        return self.request("POST", f"{API_PREFIX}/relay/send", identity=identity, json=body)
+
+    def relay_ticket(self, identity: DeviceIdentity) -> str:
+        """A one-time, 30-second ticket for a relay socket opened the way a browser does."""
+        return self.request("POST", f"{API_PREFIX}/relay/ticket", identity=identity)["ticket"]
+
+    def sync_status(self, identity: DeviceIdentity) -> dict[str, Any]:
+        """The book's relay counters: last_relay_at, operation_count, devices_online, devices."""
+        return self.request("GET", f"{API_PREFIX}/books/{_book_id_required(identity)}/sync_status", identity=identity)
+
     # The generic layer the typed methods are built on.
 
     def request(

@@ -53,7 +53,7 @@ def test_ready_reports_each_component_with_its_latency(client):
     response = client.get("/ready")
     assert response.status_code == 200, response.content
     components = response.json()["components"]
-    assert set(components) == {"database", "cache", "channel_layer", "storage", "signer"}
+    assert set(components) == {"database", "cache", "channel_layer", "storage", "signer", "relay"}
     for name, component in components.items():
         assert component["status"] == "up", name
         assert component["latency_ms"] >= 0

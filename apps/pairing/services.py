@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -48,8 +49,29 @@ def book_create(*, device_id: uuid.UUID, public_key: bytes, device_name: str) ->
     raise DeviceAlreadyRegistered()
 
 
+# The channel-layer group told about revocations (on every node, after commit), so that whatever
+# holds a device's live connections (the relay's sockets) can close them at once. Pairing does not
+# know who listens: the relay joins this group.
+DEVICE_REVOKED_GROUP = "devices.revoked"
+
+
+def _revocation_announce(device_ids: list[str]) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None or not device_ids:
+        return
+    try:
+        async_to_sync(layer.group_send)(DEVICE_REVOKED_GROUP, {"type": "devices.revoked", "device_ids": device_ids})
+    except Exception as exc:  # the revocation stands; sockets re-check their token when they reconnect
+        logging.getLogger("homepocket.pairing").warning(
+            "revocation announce failed", extra={"event": "revocation_announce_failed", "error": type(exc).__name__}
+        )
+
+
 def devices_revoke(*, device_ids: list[uuid.UUID], actor_device_id=None, admin_user_id=None) -> int:
-    """Revoke devices: their tokens are refused from now on. Returns how many were active."""
+    """Revoke devices: their tokens are refused from now on, and live sockets are told to close. Returns how many were active."""
     with transaction.atomic():
         active = list(Device.objects.filter(pk__in=device_ids, revoked_at__isnull=True).values_list("pk", "book_id"))
         count = Device.objects.filter(pk__in=[pk for pk, _ in active], revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -59,6 +81,8 @@ def devices_revoke(*, device_ids: list[uuid.UUID], actor_device_id=None, admin_u
                 book_id=book_pk, target=f"device:{id_hash('device', device_pk)}",
                 details={"by": "admin", "admin_user_id": admin_user_id} if admin_user_id else {"by": "device"},
             )  # fmt: skip
+        if active:
+            transaction.on_commit(lambda: _revocation_announce([str(pk) for pk, _ in active]))
     return count
 
 

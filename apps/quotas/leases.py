@@ -49,6 +49,9 @@ class _Lease:
     spent: int = 0
     refusal: RateLimitExceeded | None = None
     refused_until: float = 0.0
+    # Nothing limits this caller (or the store is down and its policies fail open): let requests
+    # through from memory until then, so an unlimited key costs no thread hop per request.
+    free_until: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -82,6 +85,8 @@ class QuotaLeases:
             lease.units -= 1
             lease.spent += 1
             return self._headers(lease)
+        if now < lease.free_until:
+            return {}
         return None
 
     def _refill(self, lease: _Lease, scopes, subjects: QuotaSubjects) -> dict[str, str]:
@@ -100,7 +105,9 @@ class QuotaLeases:
                 raise
             lease.refusal = None
             if grant is None:  # nothing limits this, or the store is down and the policies fail open
+                lease.free_until = monotonic() + settings.QUOTA_LEASE_SECONDS
                 return {}
+            lease.free_until = 0.0
             lease.grant, lease.spent = grant, 1
             lease.units, lease.expires = grant.units - 1, monotonic() + settings.QUOTA_LEASE_SECONDS
             return self._headers(lease)

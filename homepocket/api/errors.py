@@ -35,7 +35,7 @@ _CODES = [
     ErrorCode("DEVICE_LIMIT_REACHED", 409, "The book already has its maximum number of devices."),
     ErrorCode("DEVICE_ALREADY_REGISTERED", 409, "This device id or public key is already registered."),
     ErrorCode("INVALID_STATE", 409, "The resource is not in a state that allows this operation."),
-    ErrorCode("PAYLOAD_TOO_LARGE", 413, "The request body is larger than 1 MiB."),
+    ErrorCode("PAYLOAD_TOO_LARGE", 413, "The request body is larger than 1 MiB, or a relay payload larger than 256 KiB."),
     ErrorCode("UNSUPPORTED_MEDIA_TYPE", 415, "The body is not application/json."),
     ErrorCode("RATE_LIMIT_EXCEEDED", 429, "Too many requests; retry after the Retry-After header's seconds."),
     ErrorCode("INTERNAL_ERROR", 500, "An unexpected error; the request id identifies it in the logs."),

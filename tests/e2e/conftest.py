@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homepocket_client import HomePocketClient
-from tests.harness.live import LiveServer
+from tests.harness.live import PAIRING_UNLIMITED, LiveServer
 
 pytestmark = pytest.mark.e2e
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="session")
 def live(tmp_path_factory):
     """One web server for the session, on its own fresh database."""
-    server = LiveServer(tmp_path_factory.mktemp("live")).start()
+    server = LiveServer(tmp_path_factory.mktemp("live")).start(setup=PAIRING_UNLIMITED)
     yield server
     server.stop()
 

@@ -43,18 +43,24 @@ def until(predicate, *, within: float, what: str):
     raise AssertionError(f"not within {within} s: {what}")
 
 
-def test_the_client_library_sees_a_refusal_as_rate_limited_with_its_wait(api):
-    alice = DeviceIdentity.new("client library quota test")
-    api.create_book(alice)
-    for _ in range(10):
-        api.pairing_generate(alice)
-    with pytest.raises(RateLimited) as refused:
-        api.pairing_generate(alice)
-    assert 1 <= refused.value.retry_after <= 3600
-    assert refused.value.details["limit"] == 10
-    usage = api.usage(alice)
-    assert usage.plan == "free"
-    assert (usage.quotas["pairing.generate"].used, usage.quotas["pairing.generate"].remaining) == (10, 0)
+def test_the_client_library_sees_a_refusal_as_rate_limited_with_its_wait(tmp_path):
+    # A server of its own: the shared e2e server lifts the pairing limits (tests/harness/live.py).
+    server = LiveServer(tmp_path).start()
+    try:
+        with HomePocketClient(server.url, timeout=10) as api:
+            alice = DeviceIdentity.new("client library quota test")
+            api.create_book(alice)
+            for _ in range(10):
+                api.pairing_generate(alice)
+            with pytest.raises(RateLimited) as refused:
+                api.pairing_generate(alice)
+            assert 1 <= refused.value.retry_after <= 3600
+            assert refused.value.details["limit"] == 10
+            usage = api.usage(alice)
+        assert usage.plan == "free"
+        assert (usage.quotas["pairing.generate"].used, usage.quotas["pairing.generate"].remaining) == (10, 0)
+    finally:
+        server.stop()
 
 
 def test_two_hundred_simultaneous_requests_against_a_limit_of_fifty_get_exactly_fifty(tmp_path):

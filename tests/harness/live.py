@@ -26,6 +26,17 @@ from tests.harness.signers import SignerProcesses
 REPO = Path(__file__).resolve().parents[2]
 
 
+# For servers that pair many devices from one address (the shared e2e server, the relay cluster,
+# benchmarks): the pairing policies' defaults (10 codes an hour per device, 30 verifies per 10
+# minutes per address) would refuse them. Limits themselves are tested on servers of their own.
+PAIRING_UNLIMITED = [
+    ["quota", "set", "pairing.generate", "--plan", "free", "--limit", "unlimited"],
+    ["quota", "set", "pairing.verify", "--plan", "free", "--limit", "unlimited"],
+]
+# Benchmarks also open many sockets per device (relay.connect: 5 per 10 minutes by default).
+LOAD_UNLIMITED = [*PAIRING_UNLIMITED, ["quota", "set", "relay.connect", "--plan", "free", "--limit", "unlimited"]]
+
+
 def distributed() -> bool:
     return bool(os.environ.get("DATABASE_URL"))
 

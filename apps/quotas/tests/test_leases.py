@@ -130,3 +130,14 @@ async def test_a_closed_policy_refuses_when_the_store_is_down(clocks, settings):
 async def test_an_unlimited_key_is_not_counted(clocks, store_calls):
     subjects, key = caller()
     assert await QuotaLeases().consume(scopes=SCOPES, subjects=subjects, subject_key=key) == {}
+
+
+async def test_an_unlimited_key_is_asked_about_once_per_lease_life(clocks, store_calls):
+    subjects, key = caller()
+    pool = QuotaLeases()
+    for _ in range(50):
+        await pool.consume(scopes=SCOPES, subjects=subjects, subject_key=key)
+    assert len(store_calls) == 1
+    clocks.advance(1.5)
+    await pool.consume(scopes=SCOPES, subjects=subjects, subject_key=key)
+    assert len(store_calls) == 2
