@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 
-
 import httpx
 import pytest
 from coincurve import PublicKey
