@@ -64,7 +64,8 @@ def test_the_signer_answers_many_requests_in_flight_on_one_connection(signer_soc
         public_key = PublicKey(created.public_key)
         for request_id, digest in digests.items():
             sig = answers[request_id]
-            assert PublicKey.from_signature_and_message(sig.signature + bytes([sig.recovery_id]), digest, hasher=None) == public_key
+            recoverable = sig.signature + bytes([sig.recovery_id])
+            assert PublicKey.from_signature_and_message(recoverable, digest, hasher=None) == public_key
 
 
 def test_the_socket_is_private_to_its_owner(signer_socket):

@@ -46,7 +46,8 @@ def _create(client, key):
 
 
 def _sign(client, key, key_id, digest_hex):
-    return client.post("/api/v1/signing/sign", {"key_id": key_id, "digest": digest_hex}, content_type="application/json", **_auth(key))
+    body = {"key_id": key_id, "digest": digest_hex}
+    return client.post("/api/v1/signing/sign", body, content_type="application/json", **_auth(key))
 
 
 def test_a_created_key_signs_and_the_signature_verifies_and_recovers_the_key(client, service_key):
@@ -146,13 +147,15 @@ def test_master_key_rotation_keeps_every_key_usable(client, service_key, signer_
     for created in keys:
         digest = os.urandom(32)
         response = _sign(client, service_key, created["key_id"], digest.hex())
-        for _ in range(20):  # the restarted signer answers UNLOCK_REQUIRED until the key is unlocked
+        for _ in range(100):  # the restarted signer answers UNLOCK_REQUIRED until the key is unlocked
             if response.status_code != 503:
                 break
             assert response.json()["error"]["code"] == "UNLOCK_REQUIRED"
+            time.sleep(float(response["Retry-After"]))  # as a client would; bounded, not asserted on
             response = _sign(client, service_key, created["key_id"], digest.hex())
         body = response.json()["data"]
-        recovered = PublicKey.from_signature_and_message(bytes.fromhex(body["signature"]) + bytes([body["recovery_id"]]), digest, hasher=None)
+        signature = bytes.fromhex(body["signature"]) + bytes([body["recovery_id"]])
+        recovered = PublicKey.from_signature_and_message(signature, digest, hasher=None)
         assert recovered.format().hex() == created["public_key"]
 
 
