@@ -37,7 +37,9 @@ SIGN_LATENCY = Histogram(
     buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
 )
 CACHE_ENTRIES = Gauge("homepocket_signer_cache_entries", "Cached keys and data keys by state.", ["cache", "state"])
-LOADS = Counter("homepocket_signer_loads_total", "Unlocks (miss, INVALID) and refreshes (COOL) run, by outcome.", ["cache", "kind", "outcome"])
+LOADS = Counter(
+    "homepocket_signer_loads_total", "Unlocks (miss, INVALID) and refreshes (COOL) run, by outcome.", ["cache", "kind", "outcome"]
+)
 LOAD_SECONDS = Histogram(
     "homepocket_signer_load_duration_seconds", "Time an unlock or refresh took.", ["cache", "kind"],
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
@@ -195,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", required=True, help="Unix socket path to serve")
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("SIGNER_METRICS_PORT", "0")))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
-                        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}')  # fmt: skip
+    log_format = '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}'
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stderr, format=log_format)
     try:
         rng_self_check()
     except RngSelfCheckFailed as exc:

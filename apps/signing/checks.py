@@ -13,7 +13,9 @@ MAX_SOCKET_PATH_BYTES = 107
 def check_signer_sockets(app_configs, **kwargs):
     errors = []
     if not settings.SIGNER_SOCKETS:
-        errors.append(Error("SIGNER_SOCKETS is empty: nothing could sign.", hint="Name at least one Unix socket path.", id="signing.E001"))
+        errors.append(
+            Error("SIGNER_SOCKETS is empty: nothing could sign.", hint="Name at least one Unix socket path.", id="signing.E001")
+        )
     for path in settings.SIGNER_SOCKETS:
         if len(path.encode()) > MAX_SOCKET_PATH_BYTES:
             errors.append(

@@ -28,3 +28,21 @@ class SigningKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.id})"
+
+
+class SigningUsage(models.Model):
+    """Signatures of one key in one minute, summed over every worker's flush (apps/signing/usage.py).
+
+    Workers add their counts with an atomic upsert; a periodic task turns each closed minute into
+    one `signing.usage` audit event and marks the row recorded.
+    """
+
+    key = models.ForeignKey(SigningKey, on_delete=models.CASCADE, related_name="usage")
+    api_key_id = models.UUIDField()
+    minute = models.DateTimeField()
+    count = models.BigIntegerField(default=0)
+    recorded = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "minute"], name="signing_usage_one_row_per_key_minute")]
+        indexes = [models.Index(fields=["recorded", "minute"], name="signing_usage_pending")]

@@ -1,13 +1,9 @@
 import os
 import stat
-import subprocess
-import sys
 
-import boto3
 import pytest
 
 from signer.custody import CustodyError, KmsCustody, LocalKeyFileCustody, custody_from_environ, key_id_of_local_blob
-from tests.harness.ports import free_port, wait_for_port
 
 
 def test_the_local_master_key_file_is_created_readable_by_its_owner_only(tmp_path):
@@ -46,31 +42,6 @@ def test_rotation_rewraps_under_the_new_key_and_retires_the_old_one(tmp_path):
     # The other process picks the new file up: it opens the new blob and wraps under the new key.
     assert other_process.unwrap(rewrapped, context=b"c") == b"d" * 32
     assert other_process.wrap(b"e" * 32, context=b"c")[1] == new
-
-
-@pytest.fixture(scope="module")
-def kms_endpoint():
-    """moto's server: the one the distributed run started for S3 if there is one, else our own."""
-    if os.environ.get("S3_ENDPOINT_URL"):
-        yield os.environ["S3_ENDPOINT_URL"]
-        return
-    port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_for_port(port, process=moto)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        moto.terminate()
-        moto.wait(10)
-
-
-@pytest.fixture
-def kms(kms_endpoint, monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("kms", endpoint_url=kms_endpoint, region_name="us-east-1")
-    return lambda: client.create_key()["KeyMetadata"]["KeyId"]
 
 
 def test_kms_custody_wraps_and_unwraps_through_kms(kms, kms_endpoint):

@@ -76,3 +76,17 @@ def test_it_refuses_a_sign_request_without_a_32_byte_digest():
 def test_it_refuses_an_unknown_op():
     with pytest.raises(p.ProtocolError):
         p.decode_request(1, 99, b"")
+
+
+def test_a_sign_frame_with_key_file_material_matches_the_documented_length(tmp_path):
+    import asyncio
+
+    from signer.custody import LocalKeyFileCustody
+    from signer.engine import Engine
+
+    engine = Engine(LocalKeyFileCustody(tmp_path / "m.json"))
+    _, material, _ = asyncio.run(engine.create(KEY_ID))
+    frame = p.encode_request(p.SignRequest(7, KEY_ID, bytes(range(32)), material))
+    # docs/signer-protocol.md: 77-byte wrapped DEK, 60-byte wrapped key, length 0xc2.
+    assert frame[:9].hex(" ") == "00 00 00 c2 00 00 00 07 03"
+    assert frame[9:25] == KEY_ID.bytes and frame[57:61].hex(" ") == "00 4d 01 0f"

@@ -64,7 +64,8 @@ def test_the_signer_answers_many_requests_in_flight_on_one_connection(signer_soc
         public_key = PublicKey(created.public_key)
         for request_id, digest in digests.items():
             sig = answers[request_id]
-            assert PublicKey.from_signature_and_message(sig.signature + bytes([sig.recovery_id]), digest, hasher=None) == public_key
+            recoverable = sig.signature + bytes([sig.recovery_id])
+            assert PublicKey.from_signature_and_message(recoverable, digest, hasher=None) == public_key
 
 
 def test_the_socket_is_private_to_its_owner(signer_socket):
@@ -94,3 +95,29 @@ def test_the_signer_exports_sign_latency_by_phase_and_answer_counts(signer_socke
         assert f'homepocket_sign_latency_seconds_count{{phase="{phase}"}} 1.0' in text
     assert 'homepocket_signer_answers_total{op="create",status="ok"} 2.0' in text
     assert other_created.public_key != created.public_key
+
+
+def test_a_signer_with_kms_custody_creates_and_signs(tmp_path, kms, kms_endpoint):
+    path = tmp_path / "kms.sock"
+    env = {**os.environ, "HOMEPOCKET_VAR_DIR": str(tmp_path / "var"), "SIGNING_KMS_KEY_ID": kms(),
+           "SIGNING_KMS_ENDPOINT_URL": kms_endpoint}  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "signer", "--socket", str(path)], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists():
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(path))
+            key_id = uuid.uuid4()
+            created = _exchange(sock, [p.CreateRequest(1, key_id)])[1]
+            assert created.master_key_id == env["SIGNING_KMS_KEY_ID"]
+            signed = _exchange(sock, [p.SignRequest(2, key_id, bytes(32), created.material)])[2]
+            recovered = PublicKey.from_signature_and_message(signed.signature + bytes([signed.recovery_id]), bytes(32), hasher=None)
+            assert recovered.format() == created.public_key
+        assert not (tmp_path / "var" / "signer" / "master-key.json").exists()  # no local key file with KMS
+    finally:
+        process.terminate()
+        process.wait(10)

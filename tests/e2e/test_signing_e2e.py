@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 
-
 import httpx
 import pytest
 from coincurve import PublicKey
@@ -42,7 +41,9 @@ def signing_server(tmp_path_factory):
 @pytest.fixture
 def signing(signing_server):
     with HomePocketClient(signing_server.url, timeout=10) as http:
-        yield SigningClient(http, api_key=_api_key(signing_server))
+        # A generous unlock budget: these tests are about routing and fail-over on a machine that
+        # may be busy, not about the client's 200 ms default (homepocket_client/tests/test_signing.py).
+        yield SigningClient(http, api_key=_api_key(signing_server), unlock_budget=10.0)
 
 
 def _post_sign(server, api_key, key_id, digest_hex):
@@ -107,7 +108,7 @@ def test_a_signer_killed_under_load_costs_retry_later_then_signing_recovers(tmp_
     try:
         with HomePocketClient(server.url, timeout=10) as http:
             api_key = _api_key(server)
-            signing = SigningClient(http, api_key=api_key)
+            signing = SigningClient(http, api_key=api_key, unlock_budget=10.0)
             key = signing.create_key()
             outcomes = asyncio.run(_load_while_killing(server, api_key, key))
             assert outcomes["wrong"] == 0

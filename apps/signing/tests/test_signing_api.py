@@ -3,19 +3,24 @@
 import base64
 import hashlib
 import os
+import time
+import uuid
+from datetime import timedelta
+from unittest.mock import patch
 from io import StringIO
 
 import pytest
 from coincurve import PublicKey
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.quotas.services import api_key_create
 from apps.signing.addresses import eip55_address
-from apps.signing.models import SigningKey
+from apps.signing.models import SigningKey, SigningUsage
 from apps.signing.selectors import signing_key_records_forget
-from apps.signing.usage import signing_usage_flush
+from apps.signing.usage import signing_usage_flush, signing_usage_record, usage_count
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +46,8 @@ def _create(client, key):
 
 
 def _sign(client, key, key_id, digest_hex):
-    return client.post("/api/v1/signing/sign", {"key_id": key_id, "digest": digest_hex}, content_type="application/json", **_auth(key))
+    body = {"key_id": key_id, "digest": digest_hex}
+    return client.post("/api/v1/signing/sign", body, content_type="application/json", **_auth(key))
 
 
 def test_a_created_key_signs_and_the_signature_verifies_and_recovers_the_key(client, service_key):
@@ -94,16 +100,36 @@ def test_an_api_key_without_the_signing_scope_is_forbidden(client):
     assert not SigningKey.objects.exists()
 
 
-def test_key_creation_is_audited_and_usage_is_one_counted_row_per_key(client, service_key):
+def test_key_creation_is_audited_and_usage_is_one_counted_row_per_key_per_minute(client, service_key):
     created = _create(client, service_key)
     assert AuditEvent.objects.filter(event_type="signing_key.created", target=created["key_id"]).count() == 1
     for _ in range(5):
         _sign(client, service_key, created["key_id"], os.urandom(32).hex())
-    assert signing_usage_flush() == 1
+    assert not AuditEvent.objects.filter(event_type="signing.usage").exists()  # nothing per signature
+    assert signing_usage_flush() >= 1
+    later = timezone.now() + timedelta(minutes=3)
+    assert signing_usage_record(now=later) >= 1
     usage = AuditEvent.objects.get(event_type="signing.usage", target=created["key_id"])
     assert usage.details["count"] == 5
     key = SigningKey.objects.get(pk=created["key_id"])
     assert key.use_count == 5 and key.last_used_at is not None
+    assert signing_usage_record(now=later) == 0  # a second run records nothing twice
+
+
+def test_two_workers_counts_for_one_minute_make_one_audit_event_with_their_sum(client, service_key):
+    key_id = uuid.UUID(_create(client, service_key)["key_id"])
+    api_key_id = SigningKey.objects.get(pk=key_id).api_key_id
+    minute = (int(time.time()) // 60) * 60
+    with patch("apps.signing.usage.time.time", return_value=minute + 10):
+        for _ in range(3):
+            usage_count(key_id=key_id, api_key_id=api_key_id)
+        signing_usage_flush()  # worker one
+        for _ in range(4):
+            usage_count(key_id=key_id, api_key_id=api_key_id)
+        signing_usage_flush()  # worker two, the same minute
+    assert SigningUsage.objects.get(key_id=key_id).count == 7
+    signing_usage_record(now=timezone.now() + timedelta(minutes=3))
+    assert [e.details["count"] for e in AuditEvent.objects.filter(event_type="signing.usage", target=str(key_id))] == [7]
 
 
 def test_master_key_rotation_keeps_every_key_usable(client, service_key, signer_sidecar):
@@ -121,13 +147,15 @@ def test_master_key_rotation_keeps_every_key_usable(client, service_key, signer_
     for created in keys:
         digest = os.urandom(32)
         response = _sign(client, service_key, created["key_id"], digest.hex())
-        for _ in range(20):  # the restarted signer answers UNLOCK_REQUIRED until the key is unlocked
+        for _ in range(100):  # the restarted signer answers UNLOCK_REQUIRED until the key is unlocked
             if response.status_code != 503:
                 break
             assert response.json()["error"]["code"] == "UNLOCK_REQUIRED"
+            time.sleep(float(response["Retry-After"]))  # as a client would; bounded, not asserted on
             response = _sign(client, service_key, created["key_id"], digest.hex())
         body = response.json()["data"]
-        recovered = PublicKey.from_signature_and_message(bytes.fromhex(body["signature"]) + bytes([body["recovery_id"]]), digest, hasher=None)
+        signature = bytes.fromhex(body["signature"]) + bytes([body["recovery_id"]])
+        recovered = PublicKey.from_signature_and_message(signature, digest, hasher=None)
         assert recovered.format().hex() == created["public_key"]
 
 

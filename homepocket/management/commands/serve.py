@@ -1,4 +1,4 @@
-"""Run the whole server: the ASGI web server and the Celery worker and beat, until Ctrl-C.
+"""Run the whole server: the signer sidecars, the ASGI web server and the Celery worker and beat, until Ctrl-C.
 
 This is what `make run` starts. Each child runs in its own session (so the terminal's Ctrl-C
 reaches only this launcher, which then stops them in order) and with PR_SET_PDEATHSIG (so none
@@ -29,7 +29,7 @@ def _child_preexec() -> None:
 
 
 class Command(BaseCommand):
-    help = "Run the web server with its Celery worker and beat (the embedded mode's whole server)."
+    help = "Run the web server with its signers, Celery worker and beat (the embedded mode's whole server)."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=env_str("HOST", "127.0.0.1"))
