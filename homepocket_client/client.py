@@ -294,7 +294,13 @@ class HomePocketClient:
         if 200 <= response.status_code < 300:
             return
         if response.headers.get("content-type", "").startswith("application/json"):
-            envelope_unwrap(response)  # raises the server's typed error (embedded object URLs)
+            try:
+                envelope_unwrap(response)  # the embedded mode's object URLs answer envelopes
+            except HomePocketError as refused:
+                raise ObjectStoreError(
+                    refused.code, refused.message, status=refused.status, details=refused.details,
+                    request_id=refused.request_id,
+                ) from None  # fmt: skip
         raise ObjectStoreError(
             "OBJECT_STORE_ERROR", f"the object store refused the {what} (HTTP {response.status_code})",
             status=response.status_code,

@@ -27,7 +27,9 @@ def store(request, settings, tmp_path):
         settings.S3_BUCKET = ""
         settings.OBJECTS_DIR = tmp_path / "objects"
     else:
-        for name, value in request.getfixturevalue("moto_s3").settings().items():
+        server = request.getfixturevalue("moto_s3")
+        server.new_bucket()
+        for name, value in server.settings().items():
             setattr(settings, name, value)
     return request.param
 
@@ -41,6 +43,7 @@ def local_store(settings, tmp_path):
 
 @pytest.fixture
 def s3_store(settings, moto_s3):
+    moto_s3.new_bucket()
     for name, value in moto_s3.settings().items():
         setattr(settings, name, value)
     return moto_s3

@@ -35,6 +35,11 @@ class MotoS3:
             self.client().create_bucket(Bucket=self.bucket)
         return self
 
+    def new_bucket(self) -> None:
+        """Switch to a fresh bucket of the same server, so a test sees only its own objects."""
+        self.bucket = f"photos-{uuid.uuid4().hex[:8]}"
+        self.client().create_bucket(Bucket=self.bucket)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
