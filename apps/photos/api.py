@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import DisallowedHost
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,13 +22,23 @@ from apps.photos.serializers import (
 )
 from apps.quotas.services import quota_consume
 from apps.quotas.throttling import RateLimitedMixin, quota_subjects
+from homepocket.api.errors import ApplicationError
 
 DOWNLOAD_SCOPES = ("photos.download",)
 
 
+class HostNotAllowed(ApplicationError):
+    code = "INVALID_ARGUMENT"
+    default_message = "The Host header is not one this server answers for."
+
+
 def _base_url(request) -> str:
-    # The embedded mode's object URLs point back at this server, as the device reached it.
-    return request.build_absolute_uri("/").rstrip("/")
+    # The embedded mode's object URLs point back at this server, as the device reached it; the
+    # Host is checked against ALLOWED_HOSTS, so a forged one cannot steer URLs elsewhere.
+    try:
+        return request.build_absolute_uri("/").rstrip("/")
+    except DisallowedHost:
+        raise HostNotAllowed() from None
 
 
 class PhotoUploadView(RateLimitedMixin, APIView):

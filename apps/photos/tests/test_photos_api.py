@@ -239,3 +239,9 @@ def test_the_s3_key_is_the_documented_shape(client, local_store, family, alice):
     data = upload_start(client, alice, ciphertext(10)).json()["data"]
     assert re.fullmatch(r"encrypted/[0-9a-f-]{36}/[0-9a-f-]{36}\.enc", data["s3_key"])
     assert data["s3_key"] == photo_key(book_id=family.id, photo_id=data["photo_id"])
+
+
+def test_a_host_outside_allowed_hosts_is_invalid_argument_not_a_crash(client, local_store, settings, family, alice):
+    settings.ALLOWED_HOSTS = ["photos.example"]
+    response = upload_start(client, alice, ciphertext(10))
+    assert response.status_code == 400 and error_code(response) == "INVALID_ARGUMENT"
