@@ -34,15 +34,16 @@ class PhotoAdmin(ReadOnlyAdmin):
     # Django's own delete would drop rows and leave objects; this action deletes both.
     actions = ["delete_photos"]
 
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_active and request.user.is_staff
+    def has_delete_photos_permission(self, request) -> bool:
+        # Django's delete permission, though Django's own delete view stays closed (see above).
+        return request.user.has_perm("photos.delete_photo")
 
-    @admin.action(description="Delete selected photos (object, then row)", permissions=["view"])
+    @admin.action(description="Delete selected photos (object, then row)", permissions=["delete_photos"])
     def delete_photos(self, request, queryset):
         deleted = 0
         for photo in queryset:
             try:
-                services.photo_delete(device_id=None, book_id=photo.book_id, photo_id=photo.pk)
+                services.photo_delete(device_id=None, book_id=photo.book_id, photo_id=photo.pk, admin_user_id=request.user.pk)
                 deleted += 1
             except storage.StorageUnavailable:
                 self.message_user(request, "Object storage is unreachable; nothing more was deleted.", messages.ERROR)

@@ -50,7 +50,7 @@ class ObjectURLs:
         try:
             await _object_request(scope, receive, exchange, headers)
         finally:
-            current_request_id.reset(token)
+            # Never the path or query: the path names the book, the query carries the signature.
             logger.info(
                 "object request",
                 extra={
@@ -58,6 +58,7 @@ class ObjectURLs:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )  # fmt: skip
+            current_request_id.reset(token)
 
 
 class _Exchange:

@@ -124,7 +124,9 @@ def photo_upload_complete(*, device_id: uuid.UUID, book_id: uuid.UUID, photo_id:
     return photo
 
 
-def photo_delete(*, device_id: uuid.UUID, book_id: uuid.UUID, photo_id: uuid.UUID) -> None:
+def photo_delete(
+    *, device_id: uuid.UUID | None, book_id: uuid.UUID, photo_id: uuid.UUID, admin_user_id: int | None = None
+) -> None:
     """Delete the object, then the row; with the store down nothing changes (S3_ERROR)."""
     with transaction.atomic():
         photo = Photo.objects.select_for_update().filter(pk=photo_id, book_id=book_id).first()
@@ -139,6 +141,7 @@ def photo_delete(*, device_id: uuid.UUID, book_id: uuid.UUID, photo_id: uuid.UUI
             audit_event_record(
                 event_type=EventType.PHOTO_DELETED, outcome=Outcome.SUCCESS, actor_device_id=device_id,
                 book_id=photo.book_id, target=_audit_target(photo.pk),
+                details={"by": "admin", "admin_user_id": admin_user_id} if admin_user_id else {"by": "device"},
             )  # fmt: skip
 
 

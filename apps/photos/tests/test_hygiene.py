@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent, EventType
 from apps.photos import services, storage
 from apps.photos.models import BookPhotoUsage, Photo
 from apps.photos.tests.conftest import ciphertext, object_request, photo_create, upload_start
@@ -181,8 +182,21 @@ def test_the_admin_lists_photos_by_book_with_size_and_state_and_no_link_to_the_b
     assert str(family.id) in usage and "4321" in usage
 
 
-def test_the_admin_delete_action_removes_object_and_row(admin_client, client, local_store, family, alice):
+def test_the_admin_delete_action_removes_object_and_row_and_is_audited_as_the_admins(
+    admin_client, admin_user, client, local_store, family, alice, django_capture_on_commit_callbacks
+):
     photo_id = photo_create(client, alice, ciphertext(10))
     key = Photo.objects.get(pk=photo_id).s3_key
-    admin_client.post("/admin/photos/photo/", {"action": "delete_photos", "_selected_action": [photo_id]})
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post("/admin/photos/photo/", {"action": "delete_photos", "_selected_action": [photo_id]})
     assert not Photo.objects.filter(pk=photo_id).exists() and storage.object_size(key) is None
+    event = AuditEvent.objects.get(event_type=EventType.PHOTO_DELETED)
+    assert event.details == {"by": "admin", "admin_user_id": admin_user.pk}
+
+
+def test_photo_rows_cannot_be_added_changed_or_deleted_by_hand(admin_client, client, local_store, family, alice):
+    photo_id = photo_create(client, alice, ciphertext(10))
+    assert admin_client.get("/admin/photos/photo/add/").status_code == 403
+    assert admin_client.get(f"/admin/photos/photo/{photo_id}/delete/").status_code == 403
+    admin_client.post(f"/admin/photos/photo/{photo_id}/change/", {"size_bytes": 1})
+    assert Photo.objects.get(pk=photo_id).size_bytes == 10
