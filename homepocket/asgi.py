@@ -44,7 +44,15 @@ class ApiASGIHandler(ASGIHandler):
 api_http = ApiASGIHandler()
 
 
+# --- signing: POST /api/v1/signing/sign answered by a lean route before Django ------------------
+from apps.signing import fast_route  # noqa: E402
+
+_sign_route_on = settings.SIGNING_LEAN_ROUTE
+
+
 async def http_by_path(scope, receive, send):
+    if _sign_route_on and fast_route.handles(scope):
+        return await fast_route.sign_route(scope, receive, send)
     handler = site_http if scope["path"].startswith(settings.SITE_PATH_PREFIXES) else api_http
     await handler(scope, receive, send)
 

@@ -37,7 +37,7 @@ async def health_view(request):
 
 
 async def ready_view(request):
-    names = ["database", "cache", "channel_layer", "storage"]
+    names = ["database", "cache", "channel_layer", "storage", "signer"]
     results = await asyncio.gather(*(_timed(name, _CHECKS[name]) for name in names))
     components = dict(zip(names, results))
     ready = all(c["status"] == "up" for name, c in components.items() if c["required"])
@@ -102,9 +102,19 @@ def _check_storage():
         raise PermissionError("objects directory not writable")
 
 
+async def _check_signer():
+    # Every configured signer must answer PING; a signer answers only after its RNG self-check passed.
+    from apps.signing.client import signer_client
+
+    answers = await signer_client().ping_all()
+    if not answers or not all(answers.values()):
+        raise ConnectionError(f"{sum(not ok for ok in answers.values())} of {len(answers)} signers not answering")
+
+
 _CHECKS = {
     "database": _check_database,
     "cache": _check_cache,
     "channel_layer": _check_channel_layer,
     "storage": _check_storage,
+    "signer": _check_signer,
 }

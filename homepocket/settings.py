@@ -7,6 +7,7 @@ S3_BUCKET switches each concern to its distributed form independently. See docs/
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -185,6 +186,10 @@ RATELIMIT_STORE_RETRY = env_float("RATELIMIT_STORE_RETRY", 1.0)
 RATELIMIT_REDIS_MAX_CONNECTIONS = env_int("RATELIMIT_REDIS_MAX_CONNECTIONS", 32)
 # How old a node's copy of the policies may get: an admin edit applies everywhere within this.
 RATELIMIT_POLICY_TTL = env_float("RATELIMIT_POLICY_TTL", 5.0)
+# Hot paths (the sign route) spend quota from blocks leased in one step (apps/quotas/leases.py):
+# a block lives this many seconds, and holds at most this many units (and a 20th of the limit).
+QUOTA_LEASE_SECONDS = env_float("QUOTA_LEASE_SECONDS", 1.0)
+QUOTA_LEASE_UNITS = env_int("QUOTA_LEASE_UNITS", 100)
 # A notification is recorded once per window when a daily or monthly quota passes this share.
 QUOTA_WARNING_RATIO = env_float("QUOTA_WARNING_RATIO", 0.8)
 
@@ -236,6 +241,7 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": OBJECTS_DIR, "base_url": None},
     }
+
 # --- photos (apps/photos, docs/photos.md) -------------------------------------------------------
 
 # The embedded mode's own upload/download URLs are HMAC-signed with this (made under var/ on
@@ -309,13 +315,30 @@ BOOK_MAX_DEVICES = env_int("BOOK_MAX_DEVICES", 10)
 # Failed verifies per device and per client IP in 10 minutes before RATE_LIMIT_EXCEEDED.
 PAIRING_MAX_FAILURES = env_int("PAIRING_MAX_FAILURES", 5)
 
+# --- signing ----------------------------------------------------------------------------------
+
+# The signer sidecars' Unix sockets (docs/signing.md). `manage.py serve` starts one signer per
+# path: one in the embedded mode, one per core in the distributed mode unless set.
+SIGNER_SOCKETS = env_list(
+    "SIGNER_SOCKETS",
+    [str(VAR_DIR / "run" / f"signer-{i}.sock") for i in range(1 if not REDIS_URL else (os.cpu_count() or 1))],
+)
+SIGNER_POOL_SIZE = env_int("SIGNER_POOL_SIZE", 2)  # persistent connections per signer per worker
+SIGNER_TIMEOUT_SECONDS = env_float("SIGNER_TIMEOUT_SECONDS", 2.0)
+# A verified API key is trusted this long on the sign path: a revoked key signs at most this much longer.
+SIGNING_API_KEY_CACHE_SECONDS = env_int("SIGNING_API_KEY_CACHE_SECONDS", 10)
+SIGNING_KEY_CACHE_SECONDS = env_int("SIGNING_KEY_CACHE_SECONDS", 60)
+SIGNING_USAGE_FLUSH_SECONDS = env_int("SIGNING_USAGE_FLUSH_SECONDS", 60)
+# Serve POST /api/v1/signing/sign from the lean ASGI route (apps/signing/fast_route.py).
+SIGNING_LEAN_ROUTE = env_bool("SIGNING_LEAN_ROUTE", True)
+
 # --- health, drain, metrics --------------------------------------------------------------------
 
 # After SIGTERM, /health answers 503 for this long while requests in flight finish, so a load
 # balancer takes the node out before it stops listening.
 DRAIN_SECONDS = env_float("DRAIN_SECONDS", 5.0)
 # Components /ready must find up; the others are reported but do not fail readiness.
-READY_REQUIRED = env_list("READY_REQUIRED", ["database", "cache", "channel_layer", "storage"])
+READY_REQUIRED = env_list("READY_REQUIRED", ["database", "cache", "channel_layer", "storage", "signer"])
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 
 # --- security (production values come from the environment) ------------------------------------

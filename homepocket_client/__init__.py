@@ -57,6 +57,7 @@ from homepocket_client.pairing import (
     pairing_sas,
 )
 from homepocket_client.request_log import LOGGER_NAME
+from homepocket_client.signing import Signature, SigningClient, SigningKey
 from homepocket_client.tokens import MAX_TOKEN_LIFETIME_SECONDS, device_token_mint
 
 # A library adds no output of its own; the application decides where log records go.
@@ -105,6 +106,9 @@ __all__ = [
     "RetryableError",
     "ServerError",
     "ServiceUnavailable",
+    "Signature",
+    "SigningClient",
+    "SigningKey",
     "TransportError",
     "UnsupportedRequest",
     "device_token_mint",

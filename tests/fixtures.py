@@ -75,10 +75,33 @@ def _rate_limits_of_this_test_only(settings):
     """Each test counts from zero: its own rate-limit key namespace (and so a fresh store)."""
     import uuid
 
+    from apps.quotas.leases import quota_leases
+
     settings.RATELIMIT_KEY_PREFIX = f"{settings.CACHE_KEY_PREFIX}:rl-test-{uuid.uuid4().hex[:8]}"
+    quota_leases.forget()
 
 
 @pytest.fixture(autouse=True)
 def _audit_written_at_commit(settings):
     """In-process tests see their audit rows at commit; the buffer has its own tests (apps/audit)."""
     settings.AUDIT_FLUSH_INTERVAL = 0
+@pytest.fixture(scope="session", autouse=True)
+def signer_sidecar(tmp_path_factory):
+    """One real signer process for in-process tests (the API's signing views and /ready ask it)."""
+    import os
+
+    from django.conf import settings
+
+    from apps.signing.client import signer_clients_reset
+    from tests.harness.signers import SignerProcesses, signer_environment
+
+    workdir = tmp_path_factory.mktemp("signer")
+    os.environ["SIGNING_MASTER_KEY_FILE"] = str(workdir / "master-key.json")
+    signers = SignerProcesses(1, signer_environment(dict(os.environ), workdir / "master-key.json"), workdir).start()
+    previous = settings.SIGNER_SOCKETS
+    settings.SIGNER_SOCKETS = signers.paths
+    signer_clients_reset()
+    yield signers
+    settings.SIGNER_SOCKETS = previous
+    signer_clients_reset()
+    signers.stop()

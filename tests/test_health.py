@@ -53,7 +53,7 @@ def test_ready_reports_each_component_with_its_latency(client):
     response = client.get("/ready")
     assert response.status_code == 200, response.content
     components = response.json()["components"]
-    assert set(components) == {"database", "cache", "channel_layer", "storage"}
+    assert set(components) == {"database", "cache", "channel_layer", "storage", "signer"}
     for name, component in components.items():
         assert component["status"] == "up", name
         assert component["latency_ms"] >= 0
@@ -86,3 +86,17 @@ def test_a_component_that_is_not_required_does_not_fail_readiness(client):
     cache = response.json()["components"]["cache"]
     assert (cache["status"], cache["required"]) == ("down", False)
     assert cache["error"]
+
+
+@pytest.mark.django_db
+def test_ready_answers_503_while_a_signer_does_not_answer(client, settings, tmp_path):
+    from apps.signing.client import signer_clients_reset
+
+    settings.SIGNER_SOCKETS = [*settings.SIGNER_SOCKETS, str(tmp_path / "not-started.sock")]
+    signer_clients_reset()
+    try:
+        response = client.get("/ready")
+    finally:
+        signer_clients_reset()
+    assert response.status_code == 503
+    assert response.json()["components"]["signer"]["status"] == "down"

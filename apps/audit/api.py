@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from apps.audit.selectors import audit_events_filter
 from apps.audit.serializers import AuditEventSerializer, AuditQuerySerializer
-from apps.quotas.throttling import RateLimitedMixin
+from apps.quotas.throttling import API_KEY_SCOPES, RateLimitedMixin
 from homepocket.api.errors import Forbidden
 from homepocket.api.permissions import scope_or_staff
 
@@ -42,7 +42,7 @@ class AuditEventListView(RateLimitedMixin, _AuditListView):
     ]
     permission_classes = [scope_or_staff("audit:read")]
     error_codes = ["INVALID_TOKEN", "FORBIDDEN"]
-    rate_limit_scopes = ("api_key.minute", "api_key.day", "api_key.month")  # API keys only
+    rate_limit_scopes = API_KEY_SCOPES  # counts API keys only (a staff session has no such subject)
 
     @extend_schema(
         operation_id="audit_events_list",

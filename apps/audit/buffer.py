@@ -96,6 +96,8 @@ class AuditBuffer:
             with self._wakeup:
                 if len(self._pending) < settings.AUDIT_BATCH_SIZE:
                     self._wakeup.wait(settings.AUDIT_FLUSH_INTERVAL)
+            if self._stopping:
+                return  # stop() writes what is left, in its own thread
             close_old_connections()
             try:
                 self.flush()

@@ -60,6 +60,7 @@ class CheckResult:
     counts: list[Count]
     refused_index: int | None = None  # which limit refused
     first_refusal: bool = False  # the first refusal by that limit in its window (audit it once)
+    granted: int = 0  # units consumed: 1 for a request; up to `cost` for a lease (apps/quotas/leases.py)
 
 
 class StoreUnavailable(Exception):
@@ -106,29 +107,32 @@ class MemoryStore:
         self._refusal_flags: dict[str, int] = {}  # key -> until (ms)
         self._calls = 0
 
-    def check(self, limits: list[Limit], *, now_ms: int, consume: bool = True) -> CheckResult:
+    def check(self, limits: list[Limit], *, now_ms: int, cost: int = 1) -> CheckResult:
+        """Consume `cost` units, or as many as every limit still has room for (0: only read)."""
         with self._lock:
             self._calls += 1
             if self._calls % self.PRUNE_EVERY == 0:
                 self._prune(now_ms)
             counts: list[Count] = []
             refused = None
+            room = cost
             for index, limit in enumerate(limits):
                 used, reset_ms = self._read(limit, now_ms)
                 counts.append(Count(used, reset_ms))
+                room = min(room, limit.limit - used)
                 if refused is None and used >= limit.limit:
                     refused = index
             if refused is not None:
                 first = False
-                if consume:
+                if cost:
                     key = limits[refused].key
                     first = self._refusal_flags.get(key, 0) <= now_ms
                     if first:
                         self._refusal_flags[key] = counts[refused].reset_ms
                 return CheckResult(False, counts, refused, first)
-            if consume:
-                counts = [self._consume(limit, now_ms) for limit in limits]
-            return CheckResult(True, counts)
+            if cost:
+                counts = [self._consume(limit, now_ms, room) for limit in limits]
+            return CheckResult(True, counts, granted=max(room, 0))
 
     def _read(self, limit: Limit, now_ms: int) -> tuple[int, int]:
         if limit.sliding:
@@ -138,14 +142,15 @@ class MemoryStore:
         count, end = self._counters.get(limit.key, (0, limit.calendar_end_ms))
         return count, limit.calendar_end_ms
 
-    def _consume(self, limit: Limit, now_ms: int) -> Count:
+    def _consume(self, limit: Limit, now_ms: int, units: int) -> Count:
         if limit.sliding:
             log = self._logs.setdefault(limit.key, [])
-            log.insert(bisect_right(log, now_ms), now_ms)
+            position = bisect_right(log, now_ms)
+            log[position:position] = [now_ms] * units
             return Count(len(log), log[0] + limit.window_ms)
         count, _ = self._counters.get(limit.key, (0, limit.calendar_end_ms))
-        self._counters[limit.key] = (count + 1, limit.calendar_end_ms)
-        return Count(count + 1, limit.calendar_end_ms)
+        self._counters[limit.key] = (count + units, limit.calendar_end_ms)
+        return Count(count + units, limit.calendar_end_ms)
 
     def _prune(self, now_ms: int) -> None:
         """Forget windows that ended, so memory follows the active subjects, not all ever seen."""

@@ -133,7 +133,8 @@ class AppliedLimit:
 _API_KEY_OVERRIDES = {Window.MINUTE: "rpm", Window.DAY: "daily", Window.MONTH: "monthly"}
 
 
-def _effective_limit(rule: PolicyRule, subjects: QuotaSubjects) -> int | None:
+def effective_limit(rule: PolicyRule, subjects: QuotaSubjects) -> int | None:
+    """The rule's limit for these subjects: an API key's own rpm/daily/monthly replaces the policy's."""
     if rule.subject == Subject.API_KEY and subjects.api_key is not None:
         own = getattr(subjects.api_key, _API_KEY_OVERRIDES.get(rule.window, ""), None)
         if own is not None:
@@ -145,7 +146,7 @@ def _applied(rules: list[PolicyRule], subjects: QuotaSubjects, at: float) -> lis
     applied = []
     for rule in rules:
         subject_id = subjects.subject_id(rule.subject)
-        limit = _effective_limit(rule, subjects)
+        limit = effective_limit(rule, subjects)
         if subject_id is None or limit is None:
             continue  # no such subject on this request, or unlimited
         key = f"{rule.scope}:{rule.subject}:{subject_id}"
@@ -181,10 +182,10 @@ def _store_reset(*, setting, **kwargs):
 setting_changed.connect(_store_reset)
 
 
-def _check(applied: list[AppliedLimit], *, at: float, consume: bool) -> CheckResult:
+def _check(applied: list[AppliedLimit], *, at: float, cost: int) -> CheckResult:
     started = time.perf_counter()
     try:
-        return limiter_store().check([item.limit for item in applied], now_ms=int(at * 1000), consume=consume)
+        return limiter_store().check([item.limit for item in applied], now_ms=int(at * 1000), cost=cost)
     finally:
         metrics.RATELIMIT_CHECK_SECONDS.observe(time.perf_counter() - started)
 
@@ -207,22 +208,44 @@ def quota_consume(*, scopes: list[str] | tuple[str, ...], subjects: QuotaSubject
     store is down and the policies fail open); raises RateLimitExceeded (429) or, when the store
     is down and a policy fails closed, RateLimitStoreDown (503).
     """
+    granted = quota_units_take(scopes=scopes, subjects=subjects, units=1)
+    return granted.headers if granted else {}
+
+
+@dataclass(frozen=True)
+class QuotaGrant:
+    units: int  # how many requests this grant covers (1, or a lease's block)
+    headers: dict[str, str]  # X-RateLimit-* as of the grant
+    limit: int  # the limit closest to refusing, and what it had left after the grant
+    remaining: int
+
+
+def quota_units_take(*, scopes, subjects: QuotaSubjects, units: int) -> QuotaGrant | None:
+    """Take up to `units` (at least one) from every policy of these scopes at once; None if nothing limits.
+
+    Raises like quota_consume. apps/quotas/leases.py takes blocks this way for hot paths.
+    """
     rules = [rule for scope in scopes if (rule := policy_rule(scope, subjects.plan)) is not None]
     at = limiter.now()
     applied = _applied(rules, subjects, at)
     if not applied:
-        return {}
+        return None
     try:
-        result = _check(applied, at=at, consume=True)
+        result = _check(applied, at=at, cost=units)
     except StoreUnavailable:
-        return _store_down(applied)
+        _store_down(applied)
+        return None
     if not result.allowed:
         _refuse(applied[result.refused_index], result, subjects, at)
     for item, count in zip(applied, result.counts):
-        metrics.RATELIMIT_DECISIONS.labels(item.rule.scope, "allowed").inc()
-        if not item.limit.sliding and item.subject_label and count.used == _warning_threshold(item.limit.limit):
+        metrics.RATELIMIT_DECISIONS.labels(item.rule.scope, "allowed").inc(result.granted)
+        threshold = _warning_threshold(item.limit.limit)
+        if not item.limit.sliding and item.subject_label and count.used - result.granted < threshold <= count.used:
             _quota_warning_record(item, count.used)
-    return _headers(applied, result)
+    headers = _headers(applied, result)
+    return QuotaGrant(
+        result.granted, headers, int(headers["X-RateLimit-Limit"]), int(headers["X-RateLimit-Remaining"])
+    )
 
 
 def _store_down(applied: list[AppliedLimit]) -> dict[str, str]:
@@ -305,7 +328,7 @@ def quota_usage(*, subjects: QuotaSubjects) -> list[QuotaUsage]:
     rules = policy_rules_for(subjects.plan, subjects.kinds() - {Subject.IP})
     applied = _applied(rules, subjects, at)
     try:
-        result = _check(applied, at=at, consume=False) if applied else None
+        result = _check(applied, at=at, cost=0) if applied else None
     except StoreUnavailable as exc:
         raise RateLimitStoreDown("The rate-limit store is unreachable; usage cannot be read now.", headers={"Retry-After": "1"}) from exc
     counted = {item.rule.scope: (item, result.counts[i]) for i, item in enumerate(applied)}

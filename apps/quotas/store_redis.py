@@ -21,14 +21,17 @@ from apps.quotas.limiter import CheckResult, Count, Limit, StoreUnavailable
 logger = logging.getLogger(__name__)
 
 # KEYS: per limit, its counter key then its refusal-flag key.
-# ARGV: now_ms, a unique member, consume (1/0), then per limit: limit, window_ms, calendar_end_ms.
-# Returns {allowed, refused_index (1-based, 0 if none), first_refusal, used_1, reset_1, used_2, ...}.
+# ARGV: now_ms, a unique member, cost (units to consume; 0 only reads), then per limit: limit,
+# window_ms, calendar_end_ms. Consumes min(cost, the room every limit has left), all or nothing.
+# Returns {allowed, refused_index (1-based, 0 if none), first_refusal, granted, used_1, reset_1, ...}.
 CHECK_AND_CONSUME = """
 local now = tonumber(ARGV[1])
 local member = ARGV[2]
-local consume = ARGV[3] == '1'
+local cost = tonumber(ARGV[3])
+local consume = cost > 0
 local n = #KEYS / 2
 local used, reset, refused = {}, {}, 0
+local room = cost
 for i = 1, n do
   local key = KEYS[2 * i - 1]
   local limit = tonumber(ARGV[4 + 3 * (i - 1)])
@@ -44,6 +47,7 @@ for i = 1, n do
     reset[i] = calendar_end
   end
   if refused == 0 and used[i] >= limit then refused = i end
+  room = math.min(room, limit - used[i])
 end
 local out = {}
 if refused > 0 then
@@ -57,22 +61,24 @@ if refused > 0 then
       first = 1
     end
   end
-  out = {0, refused, first}
+  out = {0, refused, first, 0}
 else
-  out = {1, 0, 0}
+  out = {1, 0, 0, math.max(room, 0)}
   if consume then
     for i = 1, n do
       local key = KEYS[2 * i - 1]
       local window = tonumber(ARGV[5 + 3 * (i - 1)])
       local calendar_end = tonumber(ARGV[6 + 3 * (i - 1)])
       if calendar_end == 0 then
-        redis.call('ZADD', key, now, member)
+        for unit = 1, room do
+          redis.call('ZADD', key, now, member .. ':' .. unit)
+        end
         redis.call('PEXPIRE', key, window)
-        used[i] = used[i] + 1
+        used[i] = used[i] + room
         local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
         reset[i] = tonumber(oldest[2]) + window
       else
-        used[i] = redis.call('INCR', key)
+        used[i] = redis.call('INCRBY', key, room)
         redis.call('PEXPIRE', key, math.max(calendar_end - now, 1) + 60000)
       end
     end
@@ -108,12 +114,12 @@ class RedisStore:
         self._down_until = 0.0
         self._lock = threading.Lock()
 
-    def check(self, limits: list[Limit], *, now_ms: int, consume: bool = True) -> CheckResult:
+    def check(self, limits: list[Limit], *, now_ms: int, cost: int = 1) -> CheckResult:
         if time.monotonic() < self._down_until:
             raise StoreUnavailable("rate-limit store marked down")
         prefix = settings.RATELIMIT_KEY_PREFIX
         keys: list[str] = []
-        args: list[int | str] = [now_ms, uuid.uuid4().hex, 1 if consume else 0]
+        args: list[int | str] = [now_ms, uuid.uuid4().hex, cost]
         for limit in limits:
             keys += [f"{prefix}:{limit.key}", f"{prefix}!refused:{limit.key}"]
             args += [limit.limit, limit.window_ms, limit.calendar_end_ms]
@@ -128,9 +134,9 @@ class RedisStore:
                     )
                 self._down_until = time.monotonic() + settings.RATELIMIT_STORE_RETRY
             raise StoreUnavailable(str(exc)) from exc
-        allowed, refused, first = int(raw[0]), int(raw[1]), bool(raw[2])
-        counts = [Count(int(raw[i]), int(raw[i + 1])) for i in range(3, len(raw), 2)]
-        return CheckResult(bool(allowed), counts, refused - 1 if refused else None, first)
+        allowed, refused, first, granted = int(raw[0]), int(raw[1]), bool(raw[2]), int(raw[3])
+        counts = [Count(int(raw[i]), int(raw[i + 1])) for i in range(4, len(raw), 2)]
+        return CheckResult(bool(allowed), counts, refused - 1 if refused else None, first, granted)
 
     def ping(self) -> bool:
         try:

@@ -14,6 +14,8 @@ from apps.quotas.services import QuotaSubjects, quota_consume
 from homepocket.client_ip import client_ip
 
 RATE_LIMIT_ERROR_CODES = ["RATE_LIMIT_EXCEEDED", "RETRY_LATER"]
+# Every request made with an API key counts against these (the key's rpm/daily/monthly).
+API_KEY_SCOPES = ("api_key.minute", "api_key.day", "api_key.month")
 
 
 def quota_subjects(request) -> QuotaSubjects:

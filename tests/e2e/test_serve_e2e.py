@@ -131,9 +131,9 @@ def test_the_periodic_tasks_are_in_the_beat_schedule(whole):
 def test_ctrl_c_stops_every_process(tmp_path):
     server = LiveServer(tmp_path, command="serve").start()
     launcher = server.process.pid
-    assert len(children_of(launcher)) == 3  # web, worker, beat
+    assert len(children_of(launcher)) == 4  # signer, web, worker, beat
     everyone = descendants_of(launcher)
-    assert len(everyone) >= 5  # and the web server's granian and its worker
+    assert len(everyone) >= 6  # and the web server's granian and its worker
     server.send_signal(signal.SIGINT)
     assert server.process.wait(40) == 0
     for pid in everyone:

@@ -21,6 +21,7 @@ import httpx
 import psycopg
 
 from tests.harness.ports import free_port, wait_for_port
+from tests.harness.signers import SignerProcesses
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +31,10 @@ def distributed() -> bool:
 
 
 class LiveServer:
-    def __init__(self, workdir: Path, *, extra_env: dict[str, str] | None = None, command: str = "server", workers: int = 1):
+    def __init__(
+        self, workdir: Path, *, extra_env: dict[str, str] | None = None, command: str = "server", workers: int = 1,
+        signers: int = 1,
+    ):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -41,10 +45,15 @@ class LiveServer:
         self.process: subprocess.Popen | None = None
         self._database_name: str | None = None
         self.env = self._environment(extra_env or {})
+        # Signer sidecars: started here for `homepocket.server`, by `manage.py serve` itself for "serve".
+        (workdir / "var").mkdir(parents=True, exist_ok=True)
+        self.signers = SignerProcesses(signers, self.env, workdir)
+        self.env["SIGNER_SOCKETS"] = self.signers.sockets_setting
 
     def _environment(self, extra: dict[str, str]) -> dict[str, str]:
         env = {**os.environ, "HOMEPOCKET_VAR_DIR": str(self.workdir / "var"), "LOG_LEVEL": "INFO", "DRAIN_SECONDS": "0", "DATABASE_POOL": "1"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env["SIGNING_MASTER_KEY_FILE"] = str(self.workdir / "var" / "signer" / "master-key.json")  # its own master key
         if distributed() and "DATABASE_URL" not in extra:
             self._database_name = f"hp_e2e_{uuid.uuid4().hex[:12]}"
             env["DATABASE_URL"] = _with_database(os.environ["DATABASE_URL"], self._database_name)
@@ -65,6 +74,8 @@ class LiveServer:
             argv = [sys.executable, "manage.py", "serve", "--port", str(self.port), "--workers", str(self.workers)]
         else:
             argv = [sys.executable, "-m", "homepocket.server", "--port", str(self.port), "--workers", str(self.workers)]
+        if self.command != "serve" and self.signers.paths:
+            self.signers.start()
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         if wait:
@@ -106,6 +117,7 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.signers.stop()
         if getattr(self, "_log", None):
             self._log.close()
         if self._database_name and not keep_database:

@@ -89,7 +89,7 @@ def test_several_limits_are_consumed_all_or_nothing(store):
     refused = store.check([minute, day], now_ms=ms(T0 + 1))
     assert not refused.allowed and refused.refused_index == 1
     # The minute limit was not charged for the refused request.
-    assert store.check([minute], now_ms=ms(T0 + 2), consume=False).counts[0].used == 1
+    assert store.check([minute], now_ms=ms(T0 + 2), cost=0).counts[0].used == 1
 
 
 def test_only_the_first_refusal_in_a_window_is_flagged_first(store):
@@ -104,7 +104,7 @@ def test_only_the_first_refusal_in_a_window_is_flagged_first(store):
 def test_reading_without_consuming_changes_nothing(store):
     store.check([hourly()], now_ms=ms(T0))
     for _ in range(5):
-        assert store.check([hourly()], now_ms=ms(T0 + 1), consume=False).counts[0].used == 1
+        assert store.check([hourly()], now_ms=ms(T0 + 1), cost=0).counts[0].used == 1
     assert store.check([hourly()], now_ms=ms(T0 + 2)).counts[0].used == 2
 
 

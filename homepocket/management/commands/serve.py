@@ -36,8 +36,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=env_int("PORT", 8000))
         parser.add_argument("--workers", type=int, default=env_int("WEB_CONCURRENCY", 1))
         parser.add_argument("--web-only", action="store_true", help="Start the web server without Celery.")
+        parser.add_argument("--without-signers", action="store_true", help="Do not start signers (they run elsewhere).")
 
-    def handle(self, *args, host, port, workers, web_only, **options):
+    def handle(self, *args, host, port, workers, web_only, without_signers=False, **options):
         embedded = not settings.REDIS_URL
         if embedded and workers != 1:
             raise CommandError(
@@ -47,7 +48,11 @@ class Command(BaseCommand):
         if not web_only:
             call_command("sync_periodic_tasks", verbosity=0)
         python = sys.executable
-        children = {
+        children = {}
+        if not without_signers:  # one signer sidecar per configured socket (apps/signing, signer/)
+            for i, socket_path in enumerate(settings.SIGNER_SOCKETS):
+                children[f"signer-{i}"] = [python, "-m", "signer", "--socket", socket_path]
+        children |= {
             "web": [python, "-m", "homepocket.server", "--host", host, "--port", str(port), "--workers", str(workers)],
         }
         if not web_only:

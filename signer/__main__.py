@@ -1,0 +1,5 @@
+import sys
+
+from signer.server import main
+
+sys.exit(main())
