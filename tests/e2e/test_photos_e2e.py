@@ -8,6 +8,7 @@ is the run's: SQLite in `make test`, PostgreSQL in `make test-distributed`.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 
 import httpx
@@ -156,3 +157,44 @@ def photo_server_manage(server: LiveServer, env: dict[str, str], *args: str) -> 
 def test_an_unknown_photo_is_not_found(photo_api, family_phone):
     with pytest.raises(NotFound):
         photo_api.photo_get(family_phone, uuid.uuid4())
+
+
+def _each_in_its_own_client(url: str, calls: int, call) -> list:
+    """Run `call(client)` `calls` times at once, each on its own connection; results or exceptions."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clients = [HomePocketClient(url, timeout=60) for _ in range(calls)]
+    barrier = threading.Barrier(calls)
+
+    def one(client):
+        barrier.wait()
+        try:
+            return call(client)
+        except Exception as exc:  # collected and asserted on by the caller
+            return exc
+
+    try:
+        with ThreadPoolExecutor(calls) as pool:
+            return list(pool.map(one, clients))
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_racing_completes_make_one_available_photo_counted_once(photo_api, family_phone, photo_server):
+    blob = os.urandom(3000)
+    ticket = photo_api.photo_upload_request(family_phone, transaction_id="tx-race", ciphertext_size=len(blob), sha256="0" * 64)
+    photo_api.photo_object_put(ticket, blob)
+    results = _each_in_its_own_client(photo_server.url, 8, lambda c: c.photo_complete(family_phone, ticket.photo_id))
+    assert all(getattr(r, "photo_id", None) == ticket.photo_id for r in results), results
+    page = photo_api.photo_list(family_phone)
+    assert (page.photo_count, page.total_bytes) == (1, len(blob))
+
+
+def test_racing_deletes_delete_once(photo_api, family_phone, photo_server):
+    photo = photo_api.photo_upload(family_phone, os.urandom(2000), transaction_id="tx-del-race")
+    results = _each_in_its_own_client(photo_server.url, 8, lambda c: c.photo_delete(family_phone, photo.photo_id))
+    refused = [r for r in results if isinstance(r, NotFound) and r.code == "PHOTO_NOT_FOUND"]
+    assert results.count(None) == 1 and len(refused) == 7, results
+    page = photo_api.photo_list(family_phone)
+    assert (page.photo_count, page.total_bytes) == (0, 0)
