@@ -21,6 +21,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
+from apps.photos.object_urls import ObjectURLs  # noqa: E402
 from homepocket.body_limit import BodyLimitMiddleware  # noqa: E402
 from homepocket.routing import websocket_urlpatterns  # noqa: E402
 from homepocket.shutdown import run_shutdown_hooks  # noqa: E402
@@ -73,7 +74,12 @@ async def lifespan(scope, receive, send):
 application = ProtocolTypeRouter(
     {
         "lifespan": lifespan,
-        "http": BodyLimitMiddleware(http_app, max_bytes=settings.MAX_REQUEST_BODY_BYTES, api_version=settings.API_VERSION),
+        # Photo objects (embedded mode) stream up to 10 MiB past the 1 MiB API body cap, with
+        # their own cap, signature and size checks (apps/photos/object_urls.py).
+        "http": ObjectURLs(
+            BodyLimitMiddleware(http_app, max_bytes=settings.MAX_REQUEST_BODY_BYTES, api_version=settings.API_VERSION),
+            api_version=settings.API_VERSION,
+        ),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

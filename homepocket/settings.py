@@ -241,6 +241,18 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": OBJECTS_DIR, "base_url": None},
     }
+
+# --- photos (apps/photos, docs/photos.md) -------------------------------------------------------
+
+# The embedded mode's own upload/download URLs are HMAC-signed with this (made under var/ on
+# first run); every node that serves those URLs must share it.
+OBJECT_URL_SECRET = env_secret("OBJECT_URL_SECRET") or local_secret(VAR_DIR / "object_url_secret")
+PHOTO_MAX_BYTES = env_int("PHOTO_MAX_BYTES", 10 * 1024 * 1024)
+PHOTO_UPLOAD_URL_SECONDS = env_int("PHOTO_UPLOAD_URL_SECONDS", 300)
+PHOTO_DOWNLOAD_URL_SECONDS = env_int("PHOTO_DOWNLOAD_URL_SECONDS", 300)
+# Uploads never completed within this are removed (object and row) by the cleanup task.
+PHOTO_PENDING_MAX_SECONDS = env_int("PHOTO_PENDING_MAX_SECONDS", 3600)
+
 STORAGES = {
     "default": _objects_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -35,6 +35,19 @@ from homepocket_client.errors import (
 from homepocket_client.identity import DeviceIdentity
 from homepocket_client.keys import DeviceKey
 from homepocket_client.quotas import QuotaUsage, QuotaWarning, Usage
+from homepocket_client.photos import (
+    PHOTO_MAX_BYTES,
+    ObjectStoreError,
+    PhotoDownload,
+    PhotoDownloadUrls,
+    PhotoInfo,
+    PhotoPage,
+    PhotoUploadTicket,
+    photo_associated_data,
+    photo_decrypt,
+    photo_encrypt,
+    photo_key_new,
+)
 from homepocket_client.pairing import (
     EXCHANGE_MAX_WAIT_SECONDS,
     DeviceRevoked,
@@ -51,6 +64,17 @@ from homepocket_client.tokens import MAX_TOKEN_LIFETIME_SECONDS, device_token_mi
 logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
 __all__ = [
+    "PHOTO_MAX_BYTES",
+    "ObjectStoreError",
+    "PhotoDownload",
+    "PhotoDownloadUrls",
+    "PhotoInfo",
+    "PhotoPage",
+    "PhotoUploadTicket",
+    "photo_associated_data",
+    "photo_decrypt",
+    "photo_encrypt",
+    "photo_key_new",
     "QuotaUsage",
     "QuotaWarning",
     "Usage",

@@ -30,6 +30,20 @@ from homepocket_client.pairing import (
     pairing_match_parse,
     short_code_check,
 )
+from homepocket_client.photos import (
+    ObjectStoreError,
+    PhotoDownload,
+    PhotoDownloadUrls,
+    PhotoInfo,
+    PhotoPage,
+    PhotoUploadTicket,
+    photo_download_parse,
+    photo_download_urls_parse,
+    photo_info_parse,
+    photo_page_parse,
+    photo_upload_ticket_parse,
+    sha256_hex,
+)
 from homepocket_client.quotas import Usage, usage_parse
 from homepocket_client.request_log import logger, request_log
 
@@ -210,6 +224,107 @@ class HomePocketClient:
     def sync_status(self, identity: DeviceIdentity) -> dict[str, Any]:
         """The book's relay counters: last_relay_at, operation_count, devices_online, devices."""
         return self.request("GET", f"{API_PREFIX}/books/{_book_id_required(identity)}/sync_status", identity=identity)
+
+    # The photos API: the app encrypts (homepocket_client.photos.photo_encrypt), the server never sees the bytes.
+
+    def photo_upload_request(
+        self, identity: DeviceIdentity, *, transaction_id: str, ciphertext_size: int, sha256: str,
+        mime_type: str = "image/jpeg",
+    ) -> PhotoUploadTicket:  # fmt: skip
+        """Ask for an upload URL for `ciphertext_size` bytes (PHOTO_TOO_LARGE over 10 MiB, before any URL)."""
+        body = {
+            "book_id": str(_book_id_required(identity)), "transaction_id": transaction_id,
+            "size_bytes": ciphertext_size, "mime_type": mime_type, "sha256": sha256,
+        }  # fmt: skip
+        envelope = self.request_envelope("POST", f"{API_PREFIX}/photos/upload", identity=identity, json=body)
+        return photo_upload_ticket_parse(envelope)
+
+    def photo_object_put(self, ticket: PhotoUploadTicket, ciphertext: bytes) -> None:
+        """Upload the ciphertext through the ticket's URL, with its headers (no bearer token: the URL is the grant)."""
+        response = self._http.request(
+            ticket.upload_method, ticket.upload_url, content=ciphertext, headers=dict(ticket.upload_headers)
+        )
+        self._object_check(response, "upload")
+
+    def photo_complete(self, identity: DeviceIdentity, photo_id: uuid.UUID | str) -> PhotoInfo:
+        """Tell the server the upload is done; it checks the stored size and makes the photo available."""
+        photo = _uuid_of(photo_id, "photo_id")
+        envelope = self.request_envelope("POST", f"{API_PREFIX}/photos/{photo}/complete", identity=identity)
+        return photo_info_parse(envelope)
+
+    def photo_upload(
+        self, identity: DeviceIdentity, ciphertext: bytes, *, transaction_id: str, mime_type: str = "image/jpeg"
+    ) -> PhotoInfo:
+        """Request a URL, upload the ciphertext through it, complete: the available photo."""
+        ticket = self.photo_upload_request(
+            identity, transaction_id=transaction_id, ciphertext_size=len(ciphertext), sha256=sha256_hex(ciphertext),
+            mime_type=mime_type,
+        )  # fmt: skip
+        self.photo_object_put(ticket, ciphertext)
+        return self.photo_complete(identity, ticket.photo_id)
+
+    def photo_get(self, identity: DeviceIdentity, photo_id: uuid.UUID | str) -> PhotoDownload:
+        """A download URL for a photo of the identity's book."""
+        photo = _uuid_of(photo_id, "photo_id")
+        return photo_download_parse(self.request_envelope("GET", f"{API_PREFIX}/photos/{photo}", identity=identity))
+
+    def photo_download_urls(self, identity: DeviceIdentity, photo_ids: list[uuid.UUID | str]) -> PhotoDownloadUrls:
+        """Download URLs for up to 50 photos at once (a gallery screen)."""
+        ids = [str(_uuid_of(p, "photo_id")) for p in photo_ids]
+        envelope = self.request_envelope("POST", f"{API_PREFIX}/photos/download_urls", identity=identity, json={"photo_ids": ids})
+        return photo_download_urls_parse(envelope)
+
+    def photo_object_get(self, download: PhotoDownload) -> bytes:
+        """The ciphertext behind a download URL; more bytes than announced is an error, not a longer photo."""
+        with self._http.stream("GET", download.download_url) as response:
+            if response.status_code != 200:
+                response.read()
+                self._object_check(response, "download")
+            chunks, total = [], 0
+            for chunk in response.iter_bytes():
+                total += len(chunk)
+                if total > download.size_bytes:
+                    raise ObjectStoreError("OBJECT_STORE_ERROR", "the object is larger than the photo's size", status=200)
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def photo_download(self, identity: DeviceIdentity, photo_id: uuid.UUID | str) -> bytes:
+        """Ask for a download URL and fetch the ciphertext through it (decrypt with photo_decrypt)."""
+        return self.photo_object_get(self.photo_get(identity, photo_id))
+
+    def photo_delete(self, identity: DeviceIdentity, photo_id: uuid.UUID | str) -> None:
+        """Delete a photo (object and row); a second delete raises NotFound (PHOTO_NOT_FOUND)."""
+        photo = _uuid_of(photo_id, "photo_id")
+        self.request_envelope("DELETE", f"{API_PREFIX}/photos/{photo}", identity=identity)
+
+    def photo_list(
+        self, identity: DeviceIdentity, *, cursor: str | None = None, limit: int | None = None,
+        book_id: uuid.UUID | str | None = None,
+    ) -> PhotoPage:  # fmt: skip
+        """One page of the book's available photos, newest first; pass `next_cursor` for the next."""
+        book = _uuid_of(book_id if book_id is not None else _book_id_required(identity), "book_id")
+        params = {k: v for k, v in {"cursor": cursor, "limit": limit}.items() if v is not None}
+        path = f"{API_PREFIX}/books/{book}/photos"
+        if params:
+            path += "?" + str(httpx.QueryParams(params))
+        return photo_page_parse(self.request_envelope("GET", path, identity=identity))
+
+    @staticmethod
+    def _object_check(response: httpx.Response, what: str) -> None:
+        if 200 <= response.status_code < 300:
+            return
+        if response.headers.get("content-type", "").startswith("application/json"):
+            try:
+                envelope_unwrap(response)  # the embedded mode's object URLs answer envelopes
+            except HomePocketError as refused:
+                raise ObjectStoreError(
+                    refused.code, refused.message, status=refused.status, details=refused.details,
+                    request_id=refused.request_id,
+                ) from None  # fmt: skip
+        raise ObjectStoreError(
+            "OBJECT_STORE_ERROR", f"the object store refused the {what} (HTTP {response.status_code})",
+            status=response.status_code,
+        )  # fmt: skip
 
     # The generic layer the typed methods are built on.
 

@@ -1,8 +1,9 @@
 """Run a command in the distributed mode: PostgreSQL and Redis of this machine, moto's S3 server.
 
 `make test-distributed` runs `python -m tests.harness.distributed -- pytest ...`: this starts
-moto's standalone S3 server on a free port, creates the bucket, exports DATABASE_URL, REDIS_URL
-and S3_* for the command, and stops moto afterwards whatever the command's outcome.
+moto's standalone S3 server on a free port, creates the bucket with `manage.py storage init`
+(as an operator does), exports DATABASE_URL, REDIS_URL and S3_* for the command, and stops moto
+afterwards whatever the command's outcome.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import os
 import secrets
 import subprocess
 import sys
-
-import boto3
+from pathlib import Path
 
 from tests.harness.ports import free_port, wait_for_port
 
+REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/homepocket",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -53,10 +54,8 @@ def main(argv: list[str]) -> int:
             # would block; the servers that end-to-end tests start use the pool (LiveServer).
             "DATABASE_POOL": "0",
         }
-        boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-            region_name="us-east-1",
-        ).create_bucket(Bucket=bucket)  # fmt: skip
+        # The bucket is made the way an operator makes it (apps/photos, docs/photos.md).
+        subprocess.run([sys.executable, "manage.py", "storage", "init"], cwd=REPO, env=env, check=True)
         print(f"distributed mode: PostgreSQL {env['DATABASE_URL']}, Redis {env['REDIS_URL']}, S3 {endpoint}", flush=True)
         return subprocess.call(argv, env=env)
     finally:
