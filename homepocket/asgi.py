@@ -15,6 +15,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 site_http = get_asgi_application()  # sets Django up before anything imports models
 
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
@@ -22,6 +23,7 @@ from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from homepocket.body_limit import BodyLimitMiddleware  # noqa: E402
 from homepocket.routing import websocket_urlpatterns  # noqa: E402
+from homepocket.shutdown import run_shutdown_hooks  # noqa: E402
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -57,12 +59,13 @@ async def http_by_path(scope, receive, send):
 http_app = ASGIStaticFilesHandler(http_by_path) if settings.SERVE_STATIC else http_by_path
 
 async def lifespan(scope, receive, send):
-    """Django has no start-up or shutdown hooks; acknowledge the server's lifespan events."""
+    """Acknowledge the server's lifespan events; at shutdown, run the apps' hooks (homepocket.shutdown)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await sync_to_async(run_shutdown_hooks, thread_sensitive=False)()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -172,6 +172,23 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- rate limits and quotas (apps/quotas, docs/quotas.md) -------------------------------------
+
+# The counter store: Redis in the distributed mode (one Lua script per check), this process's
+# memory in the embedded mode (one web process). A separate URL lets a deployment give the
+# limiter its own Redis.
+RATELIMIT_REDIS_URL = env_str("RATELIMIT_REDIS_URL", REDIS_URL)
+RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", f"{CACHE_KEY_PREFIX}:rl")
+# Seconds a check may wait for Redis before the policy's fail mode applies, and how long the
+# store then stays marked down (checks fail fast) before Redis is tried again.
+RATELIMIT_STORE_TIMEOUT = env_float("RATELIMIT_STORE_TIMEOUT", 0.25)
+RATELIMIT_STORE_RETRY = env_float("RATELIMIT_STORE_RETRY", 1.0)
+RATELIMIT_REDIS_MAX_CONNECTIONS = env_int("RATELIMIT_REDIS_MAX_CONNECTIONS", 32)
+# How old a node's copy of the policies may get: an admin edit applies everywhere within this.
+RATELIMIT_POLICY_TTL = env_float("RATELIMIT_POLICY_TTL", 5.0)
+# A notification is recorded once per window when a daily or monthly quota passes this share.
+QUOTA_WARNING_RATIO = env_float("QUOTA_WARNING_RATIO", 0.8)
+
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
     # No broker server in the embedded mode: kombu's file-system transport, shared by the web
@@ -270,6 +287,11 @@ DEVICE_LAST_ACTIVE_INTERVAL_SECONDS = env_int("DEVICE_LAST_ACTIVE_INTERVAL_SECON
 # The key of the HMAC that turns device and book ids into audit hashes; every node must share it.
 AUDIT_HASH_KEY = env_secret("AUDIT_HASH_KEY") or local_secret(VAR_DIR / "audit_hash_key")
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 90)
+# Audited requests hand events to a buffer that a background thread writes in batches; a crash
+# loses at most this many seconds of events (docs/audit.md). 0: write each at commit.
+AUDIT_FLUSH_INTERVAL = env_float("AUDIT_FLUSH_INTERVAL", 0.5)
+AUDIT_BATCH_SIZE = env_int("AUDIT_BATCH_SIZE", 500)
+AUDIT_BUFFER_MAX = env_int("AUDIT_BUFFER_MAX", 100_000)
 
 # --- pairing ----------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("apps.pairing.urls")),
     path("", include("apps.audit.urls")),
     path("", include("apps.signing.urls")),
+    path("", include("apps.quotas.urls")),
 ]
 
 urlpatterns = [

@@ -34,6 +34,7 @@ from homepocket_client.errors import (
 )
 from homepocket_client.identity import DeviceIdentity
 from homepocket_client.keys import DeviceKey
+from homepocket_client.quotas import QuotaUsage, QuotaWarning, Usage
 from homepocket_client.pairing import (
     EXCHANGE_MAX_WAIT_SECONDS,
     DeviceRevoked,
@@ -50,6 +51,9 @@ from homepocket_client.tokens import MAX_TOKEN_LIFETIME_SECONDS, device_token_mi
 logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
 __all__ = [
+    "QuotaUsage",
+    "QuotaWarning",
+    "Usage",
     "API_PREFIX",
     "BookCreated",
     "Conflict",

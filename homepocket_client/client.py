@@ -30,6 +30,7 @@ from homepocket_client.pairing import (
     pairing_match_parse,
     short_code_check,
 )
+from homepocket_client.quotas import Usage, usage_parse
 from homepocket_client.request_log import logger, request_log
 
 API_PREFIX = "/api/v1"
@@ -184,6 +185,11 @@ class HomePocketClient:
         base = self._http.timeout
         read = None if base.read is None else base.read + wait
         return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
+
+    def usage(self, identity: DeviceIdentity | None = None, *, api_key: str | None = None) -> Usage:
+        """The caller's quotas: a device's (and its book's) with an identity, or an API key's."""
+        headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
+        return usage_parse(self.request_envelope("GET", f"{API_PREFIX}/usage", identity=identity, headers=headers))
 
     # The generic layer the typed methods are built on.
 

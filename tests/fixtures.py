@@ -90,3 +90,17 @@ def signer_sidecar(tmp_path_factory):
     settings.SIGNER_SOCKETS = previous
     signer_clients_reset()
     signers.stop()
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits_of_this_test_only(settings):
+    """Each test counts from zero: its own rate-limit key namespace (and so a fresh store)."""
+    import uuid
+
+    settings.RATELIMIT_KEY_PREFIX = f"{settings.CACHE_KEY_PREFIX}:rl-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(autouse=True)
+def _audit_written_at_commit(settings):
+    """In-process tests see their audit rows at commit; the buffer has its own tests (apps/audit)."""
+    settings.AUDIT_FLUSH_INTERVAL = 0

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from apps.audit.selectors import audit_events_filter
 from apps.audit.serializers import AuditEventSerializer, AuditQuerySerializer
+from apps.quotas.throttling import RateLimitedMixin
 from homepocket.api.errors import Forbidden
 from homepocket.api.permissions import scope_or_staff
 
@@ -30,7 +31,7 @@ class _AuditListView(APIView):
         return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
 
 
-class AuditEventListView(_AuditListView):
+class AuditEventListView(RateLimitedMixin, _AuditListView):
     # API keys with the audit:read scope, or staff with the admin's session (which is why
     # /api/v1/audit/ takes the site middleware stack); a device token authenticates and is
     # then refused with 403.
@@ -41,6 +42,7 @@ class AuditEventListView(_AuditListView):
     ]
     permission_classes = [scope_or_staff("audit:read")]
     error_codes = ["INVALID_TOKEN", "FORBIDDEN"]
+    rate_limit_scopes = ("api_key.minute", "api_key.day", "api_key.month")  # API keys only
 
     @extend_schema(
         operation_id="audit_events_list",

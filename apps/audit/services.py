@@ -1,10 +1,10 @@
 """The audit app's public face: record an event, verify the chain.
 
-Recording is cheap on hot paths: the row is written when the caller's transaction commits
-(`transaction.on_commit`), after the work it describes, never inside it. What a crash can lose:
-the events of requests whose transaction had committed but whose on-commit hook had not run yet
-(at most the requests in flight in the process that crashed); an event is never written for
-work that was rolled back.
+Recording is cheap on hot paths: when the caller's transaction commits (`transaction.on_commit`),
+the event goes to this process's write buffer (apps/audit/buffer.py), which a background thread
+writes in batches every AUDIT_FLUSH_INTERVAL seconds; the request never waits for the audit
+write. What a crash can lose is said there (at most one flush interval of events); an event is
+never written for work that was rolled back.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
+from apps.audit.buffer import AuditBuffer
 from apps.audit.hashing import GENESIS, id_hash, row_content, row_hash
 from apps.audit.models import AuditChainHead, AuditEvent, EventType, Outcome
+from homepocket.shutdown import on_shutdown
 
 logger = logging.getLogger("homepocket.audit")
 
@@ -50,7 +52,7 @@ def audit_event_record(
         target=target,
         details=details or {},
     )
-    transaction.on_commit(lambda: _append([event]), robust=True)
+    transaction.on_commit(lambda: audit_buffer.add(event), robust=True)
 
 
 def _append(events: list[AuditEvent]) -> None:
@@ -70,6 +72,15 @@ def _append(events: list[AuditEvent]) -> None:
         raise
     for event in events:
         EVENTS_RECORDED.labels(event.event_type).inc()
+
+
+audit_buffer = AuditBuffer(_append)
+on_shutdown(audit_buffer.stop)
+
+
+def audit_events_flush() -> int:
+    """Write the buffered events now (tests, and commands that must see their own events)."""
+    return audit_buffer.flush()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from apps.pairing.device_tokens import (
     bearer_token_from_header,
     self_signed_token_verify,
 )
+from apps.quotas.throttling import RateLimitedMixin
 from apps.pairing.serializers import (
     BookCreatedSerializer,
     BookCreateInputSerializer,
@@ -96,8 +97,9 @@ class BookDeviceListView(APIView):
         return Response(DeviceListSerializer({"devices": devices, "total_count": len(devices)}).data)
 
 
-class PairingGenerateView(APIView):
+class PairingGenerateView(RateLimitedMixin, APIView):
     error_codes = ["FORBIDDEN", "BOOK_NOT_FOUND"]
+    rate_limit_scopes = ("pairing.generate",)
 
     @extend_schema(
         operation_id="pairing_generate",
@@ -120,7 +122,8 @@ class PairingGenerateView(APIView):
         return Response(PairingCodeSerializer(body).data, status=201)
 
 
-class PairingVerifyView(RegistrationView):
+class PairingVerifyView(RateLimitedMixin, RegistrationView):
+    rate_limit_scopes = ("pairing.verify",)
     error_codes = [
         "INVALID_TOKEN", "INVALID_SHORT_CODE", "SHORT_CODE_EXPIRED", "DEVICE_LIMIT_REACHED",
         "DEVICE_ALREADY_REGISTERED", "RATE_LIMIT_EXCEEDED",

@@ -1,9 +1,10 @@
-"""API keys in the admin: created here or with `manage.py apikey create`, the key shown once."""
+"""API keys (the key shown once), rate-limit policies (edits audited, live within seconds) and
+the subjects near their quota."""
 
 from django.contrib import admin, messages
 
 from apps.quotas import services
-from apps.quotas.models import ApiKey
+from apps.quotas.models import ApiKey, Policy, QuotaNotification
 
 
 @admin.register(ApiKey)
@@ -27,5 +28,34 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API keys")
     def revoke_selected(self, request, queryset):
-        count = services.api_keys_revoke(key_ids=list(queryset.values_list("pk", flat=True)))
+        count = services.api_keys_revoke(key_ids=list(queryset.values_list("pk", flat=True)), admin_user_id=request.user.pk)
         self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ("scope", "plan", "subject", "limit", "window", "fail_mode", "updated_at")
+    list_editable = ("limit", "fail_mode")
+    list_filter = ("plan", "subject", "window", "fail_mode")
+    search_fields = ("scope", "description")
+    readonly_fields = ("updated_at",)
+
+    def save_model(self, request, obj, form, change):
+        # Through the service: the edit is audited and this node drops its cached copy at once.
+        services.policy_update(policy=obj, changed_fields=list(form.changed_data), admin_user_id=request.user.pk)
+
+
+@admin.register(QuotaNotification)
+class QuotaNotificationAdmin(admin.ModelAdmin):
+    """Who passed 80% of a daily or monthly quota, per window: read-only, for operators to filter."""
+
+    list_display = ("subject", "scope", "plan", "used", "limit", "window_start", "created_at")
+    list_filter = ("scope", "plan", ("window_start", admin.DateFieldListFilter))
+    search_fields = ("=subject",)
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

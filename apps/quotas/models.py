@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 
 class ApiKey(models.Model):
@@ -32,3 +33,75 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class Plan(models.TextChoices):
+    FREE = "free", "free"
+    PAID = "paid", "paid"
+    # Service callers with an API key (signing, operators' tools): not a book's plan.
+    SERVICE = "service", "service (API keys)"
+
+
+class Subject(models.TextChoices):
+    DEVICE = "device", "device"
+    BOOK = "book", "book"
+    API_KEY = "api_key", "API key"
+    IP = "ip", "client IP"
+
+
+class Window(models.TextChoices):
+    # Short windows slide (exact: never more than `limit` in any such span); day and month are
+    # calendar windows in UTC, the way people read a quota ("100 a day", reset at midnight UTC).
+    MINUTE = "minute", "1 minute (sliding)"
+    TEN_MINUTES = "10min", "10 minutes (sliding)"
+    HOUR = "hour", "1 hour (sliding)"
+    DAY = "day", "calendar day, UTC"
+    MONTH = "month", "calendar month, UTC"
+
+
+class FailMode(models.TextChoices):
+    OPEN = "open", "open: allow when the store is down"
+    CLOSED = "closed", "closed: refuse (503 RETRY_LATER) when the store is down"
+
+
+class Policy(models.Model):
+    """One limit on one endpoint for one plan; edited in the admin, seen by every node within seconds."""
+
+    scope = models.CharField(max_length=64, help_text='What is limited, e.g. "pairing.generate".')
+    plan = models.CharField(max_length=16, choices=Plan.choices)
+    subject = models.CharField(max_length=16, choices=Subject.choices, help_text="Who is counted.")
+    limit = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: unlimited.")
+    window = models.CharField(max_length=16, choices=Window.choices)
+    fail_mode = models.CharField(max_length=8, choices=FailMode.choices)
+    description = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["scope", "plan"]
+        verbose_name_plural = "policies"
+        constraints = [models.UniqueConstraint(fields=["scope", "plan"], name="quotas_policy_scope_plan")]
+
+    def __str__(self) -> str:
+        limit = "unlimited" if self.limit is None else f"{self.limit} per {self.get_window_display()}"
+        return f"{self.scope} [{self.plan}]: {limit}"
+
+
+class QuotaNotification(models.Model):
+    """A subject passed 80% of a daily or monthly quota: one row per subject, policy and window."""
+
+    scope = models.CharField(max_length=64)
+    plan = models.CharField(max_length=16, choices=Plan.choices)
+    subject = models.CharField(max_length=80, db_index=True, help_text='"book:<id>", "device:<id>" or "api_key:<id>".')
+    window_start = models.DateTimeField()
+    used = models.PositiveIntegerField()
+    limit = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "subject", "window_start"], name="quotas_notification_once_per_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.used}/{self.limit} of {self.scope}"

@@ -60,6 +60,13 @@ def envelope_error_schema(codes: list[str]) -> dict:
     }
 
 
+_RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {"schema": {"type": "string"}, "description": "The limit of the policy closest to refusing."},
+    "X-RateLimit-Remaining": {"schema": {"type": "string"}, "description": "Requests left in its window."},
+    "X-RateLimit-Reset": {"schema": {"type": "string"}, "description": "Epoch seconds when a request is counted off again."},
+}
+
+
 class EnvelopeAutoSchema(AutoSchema):
     def error_codes(self) -> list[str]:
         codes = list(getattr(self.view, "error_codes", []))
@@ -69,6 +76,8 @@ class EnvelopeAutoSchema(AutoSchema):
             codes += ["INVALID_TOKEN"]
         if "{" in self.path:
             codes += ["NOT_FOUND"]  # a path parameter that is not well-formed matches no route
+        if getattr(self.view, "rate_limit_scopes", ()):
+            codes += ["RATE_LIMIT_EXCEEDED", "RETRY_LATER"]  # apps/quotas/throttling.py
         codes += ["NOT_ACCEPTABLE", "INTERNAL_ERROR", "DATABASE_ERROR"]
         return sorted(set(codes))
 
@@ -85,6 +94,8 @@ class EnvelopeAutoSchema(AutoSchema):
             headers = dict(_COMMON_HEADERS)
             if status in (429, 503):
                 headers["Retry-After"] = {"schema": {"type": "string"}, "description": "Seconds to wait."}
+            if status == 429:
+                headers.update(_RATE_LIMIT_HEADERS)
             responses[str(status)] = {
                 "description": "; ".join(f"{c}: {ERROR_CODES[c].meaning}" for c in sorted(codes)),
                 "headers": headers,

@@ -36,6 +36,7 @@ class LiveServer:
         signers: int = 1,
     ):
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
@@ -58,13 +59,16 @@ class LiveServer:
         env.update(extra)
         return env
 
-    def start(self, *, migrate: bool = True, wait: bool = True) -> LiveServer:
+    def start(self, *, migrate: bool = True, wait: bool = True, setup: list[list[str]] = ()) -> LiveServer:
+        """Migrate, run the `setup` management commands (e.g. a policy change), then start."""
         if self._database_name:
             _admin_execute(f'CREATE DATABASE "{self._database_name}"')
         if migrate:
             subprocess.run(
                 [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=self.env, check=True
             )
+        for command in setup:
+            self.manage(*command)
         if self.command == "serve":
             argv = [sys.executable, "manage.py", "serve", "--port", str(self.port), "--workers", str(self.workers)]
         else:
@@ -77,6 +81,13 @@ class LiveServer:
             wait_for_port(self.port, timeout=60, process=self.process)
             self.wait_healthy()
         return self
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against this server's database and settings; its output."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=REPO, env=self.env, check=True, capture_output=True, text=True
+        )
+        return done.stdout
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -96,7 +107,8 @@ class LiveServer:
         assert self.process is not None
         self.process.send_signal(sig)
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int | None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0, *, keep_database: bool = False) -> int | None:
+        """Stop the process; its PostgreSQL database is dropped unless `keep_database` (to inspect it)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             try:
@@ -107,7 +119,7 @@ class LiveServer:
         self.signers.stop()
         if getattr(self, "_log", None):
             self._log.close()
-        if self._database_name:
+        if self._database_name and not keep_database:
             _admin_execute(f'DROP DATABASE IF EXISTS "{self._database_name}" WITH (FORCE)')
             self._database_name = None
         return self.process.returncode if self.process else None

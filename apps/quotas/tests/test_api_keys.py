@@ -70,3 +70,19 @@ class TestApiKeys:
         assert "shown this once: hp_" in page
         key = ApiKey.objects.get(name="from admin")
         assert key.prefix and key.secret_hash and key.scopes == ["audit:read"]
+
+
+@pytest.mark.django_db
+def test_creating_and_revoking_a_key_are_audited_without_the_secret(admin_client, admin_user, django_capture_on_commit_callbacks):
+    from apps.audit.models import AuditEvent, EventType
+
+    with django_capture_on_commit_callbacks(execute=True):
+        key, clear = services.api_key_create(name="ops", scopes=["audit:read"], rpm=60)
+        admin_client.post(
+            "/admin/quotas/apikey/", {"action": "revoke_selected", "_selected_action": [str(key.pk)]}
+        )
+    created = AuditEvent.objects.get(event_type=EventType.API_KEY_CREATED)
+    revoked = AuditEvent.objects.get(event_type=EventType.API_KEY_REVOKED)
+    assert created.api_key_id == revoked.api_key_id == str(key.pk)
+    assert revoked.details == {"by": "admin", "admin_user_id": admin_user.pk}
+    assert clear.split("_", 2)[2] not in str(list(AuditEvent.objects.values()))
