@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("apps.audit.urls")),
     path("", include("apps.signing.urls")),
     path("", include("apps.quotas.urls")),
+    path("", include("apps.backups.urls")),
 ]
 
 urlpatterns = [
