@@ -22,8 +22,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    """A server of this module's own: the session one's per-IP pairing budget is spent by other tests."""
-    server = LiveServer(tmp_path_factory.mktemp("share-delivery")).start()
+    """A server and rate-limit namespace of this module's own: other tests spend the per-IP pairing budget."""
+    prefix = f"{os.environ.get('CACHE_KEY_PREFIX', 'hp')}:rl-share-delivery-{uuid.uuid4().hex[:8]}"
+    server = LiveServer(tmp_path_factory.mktemp("share-delivery"), extra_env={"RATELIMIT_KEY_PREFIX": prefix}).start()
     yield server
     server.stop()
 
@@ -176,3 +177,30 @@ def test_confirming_a_pending_delivery_is_a_conflict(live, api, family):
     with pytest.raises(Conflict) as refused:
         api.request("POST", "/api/v1/backup/delivery/confirm", identity=bob, json=body)
     assert refused.value.code == "INVALID_STATE"
+
+
+def test_racing_deposits_for_one_backup_and_device_leave_one_live_delivery(live, family, pinned_key):
+    alice, bob = family
+    backup_id, barrier, deposited = uuid.uuid4(), threading.Barrier(10), []
+
+    def give(i):
+        with HomePocketClient(live.url, timeout=60) as http:
+            barrier.wait()
+            deposited.append(ShareDeliveryClient(http, server_public_key=pinned_key).deposit(
+                alice, backup_id=backup_id, recipient_device_id=bob.device_id, share=f"share {i}".encode()
+            ))  # fmt: skip
+
+    threads = [threading.Thread(target=give, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(deposited) == 10
+    listed = [line for line in live.manage("share_delivery", "list", "--limit", "1000").splitlines()
+              if f"backup={backup_id}" in line]  # fmt: skip
+    states = sorted(line.split()[1] for line in listed)
+    assert states == ["FAILED"] * 9 + ["PENDING"]
+    with HomePocketClient(live.url, timeout=30) as http:
+        received = ShareDeliveryClient(http, server_public_key=pinned_key).receive(bob, backup_id=backup_id)
+    live_one = next(line.split()[0] for line in listed if " PENDING " in line)
+    assert str(received.delivery_id) == live_one

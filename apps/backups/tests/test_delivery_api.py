@@ -269,16 +269,37 @@ class TestServerKey:
         assert first["fingerprint"] == hashlib.sha256(bytes.fromhex(first["public_key"])).hexdigest()
 
 
+@pytest.fixture
+def committed(client, family, alice, bob, django_capture_on_commit_callbacks):
+    """Deposit and deliver SHARE with the on-commit work (the audit events) run."""
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery = ShareDelivery.objects.get(pk=deposit(client, alice, bob, SHARE).json()["data"]["delivery_id"])
+        delivered(client, bob, delivery)
+    return delivery
+
+
 class TestAudit:
-    def test_each_state_change_is_audited_with_hashed_ids_and_no_share(
-        self, client, family, alice, bob, django_capture_on_commit_callbacks
-    ):
-        with django_capture_on_commit_callbacks(execute=True):
-            delivery = ShareDelivery.objects.get(pk=deposit(client, alice, bob, SHARE).json()["data"]["delivery_id"])
-            delivered(client, bob, delivery)
+    def test_each_state_change_is_audited_with_hashed_ids_and_no_share(self, bob, committed):
         events = list(AuditEvent.objects.filter(event_type=EventType.SHARE_DELIVERY_CHANGED))
         assert [(e.details["from"], e.details["to"]) for e in events] == [("", "PENDING"), ("PENDING", "DELIVERED")]
         for event in events:
             text = repr(event.__dict__)
-            assert str(delivery.pk) not in text and str(bob.device_id) not in text
+            assert str(committed.pk) not in text and str(bob.device_id) not in text
             assert SHARE.hex() not in text and base64.b64encode(SHARE).decode() not in text
+
+
+class TestMetrics:
+    def test_transitions_retries_and_request_latency_are_counted(self, client, family, alice, bob, django_capture_on_commit_callbacks):
+        from prometheus_client import REGISTRY
+
+        names = [("homepocket_share_deliveries_total", {"status": "DELIVERED"}),
+                 ("homepocket_share_delivery_retries_total", {"reason": "hash_mismatch"}),
+                 ("homepocket_share_delivery_request_seconds_count", {"outcome": "delivered"})]  # fmt: skip
+        before = [REGISTRY.get_sample_value(name, labels) or 0 for name, labels in names]
+        with django_capture_on_commit_callbacks(execute=True):
+            delivery = ShareDelivery.objects.get(pk=deposit(client, alice, bob, SHARE).json()["data"]["delivery_id"])
+            delivered(client, bob, delivery)
+            post(client, CONFIRM, confirm_body(delivery.pk, "0" * 64), bob)
+        after = [REGISTRY.get_sample_value(name, labels) for name, labels in names]
+        assert [a - b for a, b in zip(after, before)] == [1, 1, 1]
+        assert "homepocket_share_deliveries_total" in client.get("/metrics").content.decode()
