@@ -140,3 +140,44 @@ class TestMasterKeyRotation:
         keys._custody = custody
         assert DeliveryServerKey.objects.get().master_key_id == new_master
         assert keys.server_public_key() == public_key
+
+
+class TestCustodyDown:
+    """KMS unreachable: deposits and requests answer RETRY_LATER and change nothing."""
+
+    @pytest.fixture
+    def kms_down(self, monkeypatch):
+        from signer.custody import CustodyUnavailable
+
+        from apps.backups.delivery import keys
+
+        class Down:
+            def wrap(self, plaintext, *, context):
+                raise CustodyUnavailable("KMS unreachable")
+
+            unwrap = wrap
+
+        keys.custody()  # the real one first, so the fixture's replacement is what stays
+        monkeypatch.setattr(keys, "_custody", Down())
+
+    def test_a_deposit_is_retry_later_and_keeps_nothing(self, client, family, alice, bob, kms_down):
+        response = deposit(client, alice, bob, b"share")
+        assert response.status_code == 503 and response.json()["error"]["code"] == "RETRY_LATER"
+        assert response["Retry-After"] == "5"
+        assert not ShareDelivery.objects.exists()
+
+    def test_a_request_is_retry_later_and_the_delivery_stays_pending(self, client, bob, delivery, monkeypatch):
+        from signer.custody import CustodyUnavailable
+
+        from apps.backups.delivery import keys
+
+        keys.server_key()  # made while custody was up
+
+        def down(blob, *, context):
+            raise CustodyUnavailable("KMS unreachable")
+
+        monkeypatch.setattr(keys.custody(), "unwrap", down)
+        response = post(client, REQUEST, request_body(delivery.backup_id, PrivateKey()), bob)
+        assert response.status_code == 503 and response.json()["error"]["code"] == "RETRY_LATER"
+        delivery.refresh_from_db()
+        assert delivery.status == DeliveryStatus.PENDING and not ShareDeliveryRequest.objects.exists()
