@@ -22,9 +22,12 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    """A server and rate-limit namespace of this module's own: other tests spend the per-IP pairing budget."""
+    """A server and rate-limit namespace of this module's own: other tests spend the per-IP pairing budget.
+
+    The server's backoff between failed attempts starts at 10 ms here, so five failures take no time.
+    """
     prefix = f"{os.environ.get('CACHE_KEY_PREFIX', 'hp')}:rl-share-delivery-{uuid.uuid4().hex[:8]}"
-    server = LiveServer(tmp_path_factory.mktemp("share-delivery"), extra_env={"RATELIMIT_KEY_PREFIX": prefix}).start()
+    server = LiveServer(tmp_path_factory.mktemp("share-delivery"), extra_env={"RATELIMIT_KEY_PREFIX": prefix, "SHARE_DELIVERY_RETRY_BASE_SECONDS": "0.01"}).start()
     yield server
     server.stop()
 
@@ -204,3 +207,24 @@ def test_racing_deposits_for_one_backup_and_device_leave_one_live_delivery(live,
         received = ShareDeliveryClient(http, server_public_key=pinned_key).receive(bob, backup_id=backup_id)
     live_one = next(line.split()[0] for line in listed if " PENDING " in line)
     assert str(received.delivery_id) == live_one
+
+
+def test_five_failed_tries_fail_it_and_an_operator_retry_lets_it_be_confirmed(live, api, family, pinned_key):
+    alice, bob = family
+    delivery = ShareDeliveryClient(api, server_public_key=pinned_key, retry=RetryPolicy(base_seconds=0.01))
+    backup_id, share = uuid.uuid4(), os.urandom(64)
+    deposited = delivery.deposit(alice, backup_id=backup_id, recipient_device_id=bob.device_id, share=share)
+    seen = []
+    for _ in range(5):
+        received = delivery.request(bob, backup_id=backup_id)
+        state = delivery.report_failure(bob, received.delivery_id)
+        seen.append((state.status, state.retry_count))
+    assert seen == [("PENDING", 1), ("PENDING", 2), ("PENDING", 3), ("PENDING", 4), ("FAILED", 5)]
+    status = delivery.status(alice, deposited.delivery_id)
+    assert (status.status, status.last_error) == ("FAILED", "not_received")
+    with pytest.raises(Conflict):
+        delivery.request(bob, backup_id=backup_id)
+
+    assert "back to PENDING" in live.manage("share_delivery", "retry", str(deposited.delivery_id))
+    assert delivery.receive(bob, backup_id=backup_id).share == share
+    assert delivery.status(alice, deposited.delivery_id).status == "CONFIRMED"
