@@ -288,7 +288,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        # Share delivery's `status` would otherwise collide with other `status` enums.
+        "ShareDeliveryStatusEnum": "apps.backups.delivery.models.DeliveryStatus",
+    },
     "DISABLE_ERRORS_AND_WARNINGS": False,
 }
 
@@ -308,6 +311,19 @@ AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 90)
 AUDIT_FLUSH_INTERVAL = env_float("AUDIT_FLUSH_INTERVAL", 0.5)
 AUDIT_BATCH_SIZE = env_int("AUDIT_BATCH_SIZE", 500)
 AUDIT_BUFFER_MAX = env_int("AUDIT_BUFFER_MAX", 100_000)
+
+# --- backups: share delivery (docs/share-delivery.md) ----------------------------------------
+
+SHARE_DELIVERY_MAX_SHARE_BYTES = env_int("SHARE_DELIVERY_MAX_SHARE_BYTES", 4096)
+# A request whose timestamp is further than this from the server's clock is a replay.
+SHARE_DELIVERY_REPLAY_WINDOW_SECONDS = env_int("SHARE_DELIVERY_REPLAY_WINDOW_SECONDS", 300)
+# Failed attempts (a negative or mismatching confirm) before a delivery is FAILED.
+SHARE_DELIVERY_MAX_TRIES = env_int("SHARE_DELIVERY_MAX_TRIES", 5)
+# A delivery not confirmed this long after its deposit (or an operator's retry) is FAILED.
+SHARE_DELIVERY_DEADLINE_SECONDS = env_int("SHARE_DELIVERY_DEADLINE_SECONDS", 7 * 24 * 3600)
+# After a failed attempt the next request waits base · 2^(tries-1) seconds, at most max.
+SHARE_DELIVERY_RETRY_BASE_SECONDS = env_float("SHARE_DELIVERY_RETRY_BASE_SECONDS", 1.0)
+SHARE_DELIVERY_RETRY_MAX_SECONDS = env_float("SHARE_DELIVERY_RETRY_MAX_SECONDS", 300.0)
 
 # --- pairing ----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("apps.photos.urls")),
     path("", include("apps.signing.urls")),
     path("", include("apps.relay.urls")),
+    path("", include("apps.backups.urls")),
 ]
 
 urlpatterns = [

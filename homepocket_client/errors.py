@@ -114,6 +114,7 @@ ERROR_CLASSES: dict[str, type[HomePocketError]] = {
     "DEVICE_NOT_FOUND": NotFound,
     "PHOTO_NOT_FOUND": NotFound,
     "INVALID_KEY": NotFound,
+    "DELIVERY_NOT_FOUND": NotFound,
     "METHOD_NOT_ALLOWED": UnsupportedRequest,
     "NOT_ACCEPTABLE": UnsupportedRequest,
     "UNSUPPORTED_MEDIA_TYPE": UnsupportedRequest,

@@ -85,6 +85,8 @@ def _rate_limits_of_this_test_only(settings):
 def _audit_written_at_commit(settings):
     """In-process tests see their audit rows at commit; the buffer has its own tests (apps/audit)."""
     settings.AUDIT_FLUSH_INTERVAL = 0
+
+
 @pytest.fixture(scope="session", autouse=True)
 def signer_sidecar(tmp_path_factory):
     """One real signer process for in-process tests (the API's signing views and /ready ask it)."""

@@ -18,6 +18,8 @@ SEED = [
     ("photos.download", "paid", "book", None, "day", "open", "GET /api/v1/photos/{id}"),
     ("relay.send", "free", "book", 1000, "day", "open", "POST /api/v1/relay/send"),
     ("relay.send", "paid", "book", 10000, "day", "open", "POST /api/v1/relay/send"),
+    ("backup.deposit", "free", "device", 200, "day", "closed", "POST /api/v1/backup/shares"),
+    ("backup.request", "free", "device", 120, "10min", "closed", "POST /api/v1/backup/delivery/request"),
     # API keys: a key's own rpm/daily/monthly, when set, replaces these limits.
     ("api_key.minute", "service", "api_key", None, "minute", "closed", "Requests per minute of an API key"),
     ("api_key.day", "service", "api_key", None, "day", "closed", "Requests per day of an API key"),

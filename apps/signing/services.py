@@ -7,6 +7,7 @@ import uuid
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
+from django.utils.module_loading import import_string
 from django.db import transaction
 
 from apps.audit.models import EventType, Outcome
@@ -79,6 +80,11 @@ async def signing_sign(*, api_key_id: UUID, key_id: UUID, digest: bytes) -> dict
     return {"signature": result.signature.hex(), "recovery_id": result.recovery_id, "der": result.der.hex()}
 
 
+# Functions (custody_=, new_master=) -> master key ids still in use, one per app that stores data
+# wrapped by the master key: share delivery now, server backups' key bundle when it lands.
+MASTER_KEY_USERS = ["apps.backups.delivery.keys.delivery_master_keys_rewrap"]
+
+
 def signing_master_key_rotate(*, progress=None, batch_size: int = 500) -> dict:
     """Make a new master key current, re-wrap every data key under it, then retire the old master keys.
 
@@ -107,5 +113,9 @@ def signing_master_key_rotate(*, progress=None, batch_size: int = 500) -> dict:
         if progress:
             progress(done, total)
     still_used = set(SigningKey.objects.exclude(master_key_id=new_master).values_list("master_key_id", flat=True))
+    # Every other holder of master-key-wrapped data re-wraps too and names what it still needs,
+    # so no master key that can open a stored share is retired.
+    for rewrap in MASTER_KEY_USERS:
+        still_used |= import_string(rewrap)(custody_=custody, new_master=new_master)
     retired = custody.retire(keep={new_master} | still_used)
     return {"master_key_id": new_master, "rewrapped": done - len(failed), "failed": len(failed), "retired": retired}

@@ -30,6 +30,7 @@ _CODES = [
     ErrorCode("DEVICE_NOT_FOUND", 404, "No device with this id in this book."),
     ErrorCode("PHOTO_NOT_FOUND", 404, "No photo with this id."),
     ErrorCode("INVALID_KEY", 404, "No signing key with this id belongs to the caller."),
+    ErrorCode("DELIVERY_NOT_FOUND", 404, "No share delivery with this id (or for this backup) is addressed to the caller or its book."),
     ErrorCode("METHOD_NOT_ALLOWED", 405, "The endpoint does not accept this HTTP method."),
     ErrorCode("NOT_ACCEPTABLE", 406, "The endpoint cannot answer in a media type the Accept header allows (it answers application/json)."),
     ErrorCode("DEVICE_LIMIT_REACHED", 409, "The book already has its maximum number of devices."),

@@ -37,6 +37,7 @@ SERVER_CODES = [
     ("DEVICE_NOT_FOUND", 404, NotFound),
     ("PHOTO_NOT_FOUND", 404, NotFound),
     ("INVALID_KEY", 404, NotFound),
+    ("DELIVERY_NOT_FOUND", 404, NotFound),
     ("METHOD_NOT_ALLOWED", 405, UnsupportedRequest),
     ("NOT_ACCEPTABLE", 406, UnsupportedRequest),
     ("DEVICE_LIMIT_REACHED", 409, Conflict),

@@ -1,0 +1,1 @@
+"""Backup share delivery: recovery-key shares kept wrapped, handed to their device by ECIES (docs/share-delivery.md)."""

@@ -1,0 +1,96 @@
+"""Wire shapes of share delivery (snake_case; shares and ciphertexts as standard base64, keys as hex)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from coincurve import PublicKey
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.backups.delivery.models import DeliveryStatus
+
+
+@extend_schema_field({"type": "string", "format": "byte", "description": "Opaque share bytes, standard base64, at most 4 KiB decoded."})
+class ShareField(serializers.CharField):
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        if len(text) > 4 * ((settings.SHARE_DELIVERY_MAX_SHARE_BYTES + 2) // 3):
+            raise serializers.ValidationError(f"A share is at most {settings.SHARE_DELIVERY_MAX_SHARE_BYTES} bytes.")
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("Not standard base64.") from None
+        if not raw or len(raw) > settings.SHARE_DELIVERY_MAX_SHARE_BYTES:
+            raise serializers.ValidationError(f"A share is 1 to {settings.SHARE_DELIVERY_MAX_SHARE_BYTES} bytes.")
+        return raw
+
+
+@extend_schema_field({"type": "string", "pattern": "^0[23][0-9a-f]{64}$",
+                      "description": "Compressed secp256k1 public key, 33 bytes as 66 lowercase hex characters."})  # fmt: skip
+class CompressedPublicKeyField(serializers.CharField):
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        try:
+            raw = bytes.fromhex(text)
+            if len(raw) != 33 or raw[0] not in (2, 3):
+                raise ValueError
+            PublicKey(raw)
+        except ValueError:
+            raise serializers.ValidationError("Not a compressed secp256k1 public key (66 hex characters).") from None
+        return raw
+
+
+class ShareDepositInputSerializer(serializers.Serializer):
+    backup_id = serializers.UUIDField()
+    recipient_device_id = serializers.UUIDField()
+    share = ShareField()
+
+
+class ShareDepositedSerializer(serializers.Serializer):
+    delivery_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+
+
+class DeliveryRequestInputSerializer(serializers.Serializer):
+    backup_id = serializers.UUIDField()
+    client_public_key = CompressedPublicKeyField()
+    timestamp = serializers.IntegerField(min_value=0, max_value=2**63 - 1, help_text="Unix seconds.")
+    nonce = serializers.RegexField(r"^[A-Za-z0-9_-]{16,128}$", help_text="16-128 characters of [A-Za-z0-9_-], new per request.")
+
+
+class DeliveryAnswerSerializer(serializers.Serializer):
+    delivery_id = serializers.UUIDField()
+    encrypted_share = serializers.SerializerMethodField()
+    signature = serializers.CharField(help_text="Compact secp256k1 ECDSA r ‖ s (64 bytes), hex.")
+    timestamp = serializers.IntegerField(help_text="Unix seconds of the answer, as signed.")
+
+    @extend_schema_field({"type": "string", "format": "byte"})
+    def get_encrypted_share(self, answer) -> str:
+        return base64.b64encode(answer.encrypted_share).decode()
+
+
+class DeliveryConfirmInputSerializer(serializers.Serializer):
+    delivery_id = serializers.UUIDField()
+    received_successfully = serializers.BooleanField()
+    share_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", help_text="SHA-256 of the decrypted share, hex.")
+
+
+class DeliveryStatusSerializer(serializers.Serializer):
+    delivery_id = serializers.UUIDField(source="id")
+    client_id = serializers.UUIDField(source="recipient_device_id", help_text="The recipient device.")
+    backup_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    created_at = serializers.DateTimeField()
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    confirmed_at = serializers.DateTimeField(allow_null=True)
+    retry_count = serializers.IntegerField()
+    last_error = serializers.CharField(allow_blank=True)
+
+
+class ServerKeySerializer(serializers.Serializer):
+    algorithm = serializers.CharField()
+    public_key = serializers.CharField(help_text="Compressed secp256k1 public key, hex: pin it.")
+    fingerprint = serializers.CharField(help_text="SHA-256 of the 33 public key bytes, hex.")
