@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -170,6 +171,8 @@ def measure_setup(setup: str, args, workdir: Path) -> dict:
         if setup == "embedded" and args.idle:
             results["idle"] = measure_idle(nodes[0], args, workdir)
     finally:
+        for index, node in enumerate(nodes, 1):
+            (Path(args.json).parent / f"relay-{setup}-node{index}.log").write_text(node.log_text())
         for node in reversed(nodes):
             node.stop()
         if redis is not None:
@@ -249,9 +252,12 @@ def main() -> int:
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.steps = [int(s) for s in args.steps.split(",")]
+    # SIGTERM unwinds like Ctrl-C, so the servers and the private Redis are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
     npm_install()
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     all_results = []
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         for setup in args.setups.split(","):
