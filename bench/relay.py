@@ -10,7 +10,8 @@ every server the same way:
   Redis pub/sub), `redis2` (two nodes sharing a Redis, sockets alternating between them), and
   `yws` (the y-websocket server @y/websocket-server 0.1.1, one Node process, real Yjs updates);
 - memory per idle authenticated socket: --idle sockets (10,000) held open against one node
-  (embedded), the server's RSS before and after (all its processes).
+  (embedded), the server's RSS before and after (all its processes); `idle-uvicorn` measures the
+  same under uvicorn (websockets-sansio), to separate granian's per-connection memory from ours.
 
 Set-up: a temporary HOMEPOCKET_VAR_DIR (SQLite), a private redis-server on a free port for the
 Redis set-ups, servers started with tests/harness/live.py (granian, one worker, LOG_LEVEL=WARNING,
@@ -19,7 +20,7 @@ minted here (1 h) and handed to the generator in a JSON file. The generator runs
 2-core machine as the servers, so figures compare servers on one machine; they are not a
 capacity figure.
 
-Usage: .venv/bin/python bench/relay.py [--setups embedded,redis1,redis2,yws] [--sizes 2,5,20]
+Usage: .venv/bin/python bench/relay.py [--setups embedded,redis1,redis2,yws,idle-uvicorn] [--sizes 2,5,20]
            [--sockets 1000] [--step-seconds 5] [--idle 10000] [--json var/bench/relay.json]
 Needs node and npm (the packages in bench/relay_load/package.json are installed there at bench
 time, npm ci; node_modules is never committed). Figures go to docs/PERFORMANCE.md.
@@ -32,6 +33,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -170,11 +172,53 @@ def measure_setup(setup: str, args, workdir: Path) -> dict:
         if setup == "embedded" and args.idle:
             results["idle"] = measure_idle(nodes[0], args, workdir)
     finally:
+        for index, node in enumerate(nodes, 1):
+            (Path(args.json).parent / f"relay-{setup}-node{index}.log").write_text(node.log_text())
         for node in reversed(nodes):
             node.stop()
         if redis is not None:
             redis.stop()
     return results
+
+
+class UvicornNode:
+    """The same app under uvicorn (websockets-sansio), for the idle-memory comparison only.
+
+    granian's WebSocket (tungstenite) takes about 150 KiB per connection whatever the app does,
+    which alone passes 1 GB at 10,000 sockets; uvicorn shows what the relay itself needs.
+    """
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "HOMEPOCKET_VAR_DIR": str(workdir / "var"), "LOG_LEVEL": "WARNING", "BOOK_MAX_DEVICES": "20"}
+        self.log_path = workdir / "uvicorn.log"
+
+    def start(self) -> UvicornNode:
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=self.env, check=True)
+        argv = [sys.executable, "-m", "uvicorn", "homepocket.asgi:application", "--port", str(self.port), "--loop", "uvloop",
+                "--ws", "websockets-sansio", "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, process=self.process)
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        self._log.close()
+
+
+def measure_idle_uvicorn(args, workdir: Path) -> dict:
+    (workdir / "uvicorn").mkdir(parents=True)
+    node = UvicornNode(workdir / "uvicorn").start()
+    try:
+        return measure_idle(node, args, workdir)
+    finally:
+        node.stop()
 
 
 def measure_idle(node: LiveServer, args, workdir: Path) -> dict:
@@ -249,13 +293,19 @@ def main() -> int:
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.steps = [int(s) for s in args.steps.split(",")]
+    # SIGTERM unwinds like Ctrl-C, so the servers and the private Redis are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
     npm_install()
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     all_results = []
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         for setup in args.setups.split(","):
-            all_results.append(measure_setup(setup, args, Path(tmp)))
+            if setup == "idle-uvicorn":
+                all_results.append({"setup": setup, "sizes": {}, "idle": measure_idle_uvicorn(args, Path(tmp))})
+            else:
+                all_results.append(measure_setup(setup, args, Path(tmp)))
             print(markdown(all_results[-1:], args), flush=True)
     report = markdown(all_results, args)
     print("\n" + report)

@@ -84,11 +84,17 @@ async def _check_channel_layer():
         channel = await layer.new_channel("ready-probe.")
         _probe_channels[loop] = channel
     token = uuid.uuid4().hex
-    await layer.send(channel, {"type": "ready.probe", "token": token})
-    while True:
-        message = await layer.receive(channel)
-        if message.get("token") == token:
-            return
+    try:
+        await layer.send(channel, {"type": "ready.probe", "token": token})
+        while True:
+            message = await layer.receive(channel)
+            if message.get("token") == token:
+                return
+    except BaseException:
+        # After a Redis restart the layer does not always subscribe this channel again, and the
+        # probe would time out forever: the next probe starts from a new channel.
+        _probe_channels.pop(loop, None)
+        raise
 
 
 @sync_to_async(thread_sensitive=False)

@@ -360,6 +360,11 @@ RELAY_TICKET_TTL_SECONDS = env_int("RELAY_TICKET_TTL_SECONDS", 30)
 # A node refreshes its sockets' presence every third of this; a dead node's sockets drop out after it.
 RELAY_PRESENCE_TTL_SECONDS = env_int("RELAY_PRESENCE_TTL_SECONDS", 90)
 RELAY_REDIS_TIMEOUT_SECONDS = env_float("RELAY_REDIS_TIMEOUT_SECONDS", 3.0)
+# The optional encrypted backlog, OFF by default because the product promises that the relay
+# stores nothing: with N > 0 the last N ciphertext frames of a book, at most this many seconds
+# old, are kept so a device reconnecting with ?since=<seq> catches up (docs/relay.md "Backlog").
+RELAY_BACKLOG_FRAMES = env_int("RELAY_BACKLOG_FRAMES", 0)
+RELAY_BACKLOG_SECONDS = env_int("RELAY_BACKLOG_SECONDS", 3600)
 
 # --- health, drain, metrics --------------------------------------------------------------------
 

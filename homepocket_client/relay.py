@@ -24,9 +24,11 @@ SUBPROTOCOL = "homepocket.v1"
 RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 4408})
 
 
-def relay_url(base_url: str, book_id: Any) -> str:
+def relay_url(base_url: str, book_id: Any, since: Any = None) -> str:
+    """The socket's URL; `since` (the last seq the device saw) asks a server with a backlog to catch up."""
     scheme, _, rest = base_url.rstrip("/").partition("://")
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws/relay/{book_id}"
+    query = "" if since is None else f"?since={since}"
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws/relay/{book_id}{query}"
 
 
 class RelaySocket:
@@ -64,6 +66,7 @@ async def relay_connect(
     book_id: Any = None,
     ticket: str | None = None,
     token: str | None = None,
+    since: Any = None,
     **options: Any,
 ) -> RelaySocket:
     """Open the relay socket of the identity's book (or `book_id`): bearer token, or `ticket` like a browser."""
@@ -74,4 +77,4 @@ async def relay_connect(
         options.setdefault("additional_headers", {"Authorization": f"Bearer {token or identity.book_token()}"})
         options.setdefault("subprotocols", [SUBPROTOCOL])
     options.setdefault("max_size", 2**20)
-    return RelaySocket(await connect(relay_url(base_url, target), **options))
+    return RelaySocket(await connect(relay_url(base_url, target, since), **options))

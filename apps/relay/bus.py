@@ -12,6 +12,8 @@ Keys, all under CACHE_KEY_PREFIX (`<p>`):
   <p>:relay:last:<book_id>       epoch ms of the book's last operation
   <p>:relay:presence:<book_id>   hash: socket id → `<device id>|<expires epoch ms>`, refreshed by
                                  the socket's node, so a node that dies stops counting after the TTL
+  <p>:relay:backlog:<book_id>    list (only with RELAY_BACKLOG_FRAMES > 0): the last N frames as
+                                 `<relay epoch ms>|<sender device id>|<frame text>`
 The seq, operation count and last relay time live as long as Redis keeps them: a Redis that
 loses its data starts the books' seq again from 1 (docs/relay.md, "Sequence numbers").
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,11 +60,19 @@ def _presence_ttl_ms() -> int:
 # --- embedded: this process ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class BacklogEntry:
+    relay_ms: int
+    device_id: str
+    text: str
+
+
 @dataclass
 class _LocalBook:
     seq: int = 0
     last_relay_ms: int | None = None
     sockets: dict[str, str] = field(default_factory=dict)  # socket id → device id
+    backlog: deque = field(default_factory=deque)
 
 
 # One process serves the embedded mode, so its books live in this module for every event loop
@@ -73,11 +84,12 @@ class LocalBus:
     """The embedded mode: seq, presence and delivery inside this process."""
 
     up = True
+    hears_revocations = False  # the hub listens on the in-memory channel layer
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
 
-    async def start(self, deliver: Deliver, lost: Callable[[], None]) -> None:
+    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str]], None] | None = None) -> None:
         self._deliver = deliver
 
     async def stop(self) -> None:
@@ -95,8 +107,13 @@ class LocalBus:
         book = _local_books.setdefault(book_id, _LocalBook())
         book.seq += 1
         book.last_relay_ms = now_ms
+        text = f"{head}{book.seq}{tail}"
+        if settings.RELAY_BACKLOG_FRAMES > 0:
+            book.backlog.append(BacklogEntry(now_ms, device_id, text))
+            while len(book.backlog) > settings.RELAY_BACKLOG_FRAMES:
+                book.backlog.popleft()
         if self._deliver is not None:
-            self._deliver(book_id, device_id, f"{head}{book.seq}{tail}")
+            self._deliver(book_id, device_id, text)
         recipients = sum(1 for owner in book.sockets.values() if owner != device_id) if count_recipients else 0
         return book.seq, recipients
 
@@ -119,6 +136,10 @@ class LocalBus:
     async def presence_refresh(self, entries: list[tuple[str, str, str]]) -> None:
         return None  # this process is the only node: its sockets are exactly the live ones
 
+    async def backlog_read(self, book_id: str) -> tuple[int, list[BacklogEntry]]:
+        book = _local_books.get(book_id)
+        return (0, []) if book is None else (book.seq, list(book.backlog))
+
     async def ping(self) -> None:
         return None
 
@@ -132,12 +153,19 @@ def _local_counters(book_id: str) -> BookCounters:
 
 # --- distributed: Redis -------------------------------------------------------------------------
 
-# KEYS: seq, last, channel, presence. ARGV: head, tail, sender device, now ms, count recipients.
+# KEYS: seq, last, channel, presence, backlog. ARGV: head, tail, sender device, now ms, count
+# recipients, backlog frames (0: off), backlog ttl ms.
 # INCR and PUBLISH in one script: frames of a book reach every node in seq order.
 _OPERATION_PUBLISH = """
 local seq = redis.call('INCR', KEYS[1])
+local frame = ARGV[1] .. seq .. ARGV[2]
 redis.call('SET', KEYS[2], ARGV[4])
-redis.call('PUBLISH', KEYS[3], ARGV[3] .. '|' .. ARGV[1] .. seq .. ARGV[2])
+redis.call('PUBLISH', KEYS[3], ARGV[3] .. '|' .. frame)
+if tonumber(ARGV[6]) > 0 then
+  redis.call('RPUSH', KEYS[5], ARGV[4] .. '|' .. ARGV[3] .. '|' .. frame)
+  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[6]), -1)
+  redis.call('PEXPIRE', KEYS[5], ARGV[7])
+end
 local recipients = 0
 if ARGV[5] == '1' then
   local now = tonumber(ARGV[4])
@@ -193,8 +221,30 @@ return 1
 """
 
 
+def _revocation_channel() -> str:
+    """The Redis channel the channel layer publishes pairing's revocation group on."""
+    from channels.layers import get_channel_layer
+
+    from apps.pairing.services import DEVICE_REVOKED_GROUP
+
+    return get_channel_layer()._get_group_channel_name(DEVICE_REVOKED_GROUP)
+
+
 def _key(kind: str, book_id: str) -> str:
     return f"{settings.CACHE_KEY_PREFIX}:relay:{kind}:{book_id}"
+
+
+def _publish_keys(book_id: str) -> list[str]:
+    return [_key(kind, book_id) for kind in ("seq", "last", "book", "presence", "backlog")]
+
+
+def _backlog_args() -> list[int]:
+    return [settings.RELAY_BACKLOG_FRAMES, settings.RELAY_BACKLOG_SECONDS * 1000]
+
+
+def _backlog_entry(raw: bytes) -> BacklogEntry:
+    relay_ms, device_id, text = raw.decode().split(SEPARATOR, 2)
+    return BacklogEntry(int(relay_ms), device_id, text)
 
 
 class RedisBus:
@@ -209,7 +259,12 @@ class RedisBus:
         # No silent retries: a lost connection must surface, so that the hub closes its sockets
         # (frames published while a node was not subscribed would otherwise be lost unseen).
         no_retry = Retry(NoBackoff(), 0)
-        self._commands = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, retry=no_retry)
+        # A blocking pool: under load a publish waits for one of these connections (each carries
+        # thousands of scripts a second) instead of failing with MaxConnectionsError.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=32, timeout=settings.RELAY_REDIS_TIMEOUT_SECONDS, socket_connect_timeout=2, socket_timeout=5, retry=no_retry
+        )
+        self._commands = redis.Redis(connection_pool=pool)
         self._listener = redis.Redis.from_url(url, socket_connect_timeout=2, retry=no_retry)
         self._pubsub = None
         self._scripts = {
@@ -221,13 +276,21 @@ class RedisBus:
             )
         }
         self._confirmations: dict[str, asyncio.Future] = {}
+        self._pending: list[tuple[list, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+        self._publish_sha: str | None = None
         self._reader: asyncio.Task | None = None
         self._deliver: Deliver | None = None
         self._lost: Callable[[], None] | None = None
+        self._revoked: Callable[[list[str]], None] | None = None
+        self._revocation_channel = _revocation_channel()
         self.up = False
 
-    async def start(self, deliver: Deliver, lost: Callable[[], None]) -> None:
-        self._deliver, self._lost = deliver, lost
+    # The Redis bus hears device revocations itself (below); the local one leaves that to the hub.
+    hears_revocations = True
+
+    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str]], None] | None = None) -> None:
+        self._deliver, self._lost, self._revoked = deliver, lost, revoked
         try:
             await self._connect()
         except Exception as exc:  # Redis is down at start: the reader keeps trying, /ready says so
@@ -244,10 +307,18 @@ class RedisBus:
         # A channel of this node alone keeps the connection subscribed (and so readable) while
         # no book is; its confirmation proves the connection works.
         node_channel = f"{settings.CACHE_KEY_PREFIX}:relay:node:{id(self)}:{time.monotonic_ns()}"
-        await self._pubsub.subscribe(node_channel)
-        message = await self._pubsub.get_message(timeout=settings.RELAY_REDIS_TIMEOUT_SECONDS)
-        if not message or message.get("type") != "subscribe":
-            raise BusUnavailable("no subscribe confirmation")
+        # Device revocations: pairing announces them with a channel-layer group_send, which the
+        # Redis pub/sub layer PUBLISHes on the group's channel. This connection subscribes to it
+        # itself, so revocations are heard again as soon as it is back after a Redis restart
+        # (the layer's own subscriptions do not always come back).
+        await self._pubsub.subscribe(self._revocation_channel, node_channel)
+        deadline = time.monotonic() + settings.RELAY_REDIS_TIMEOUT_SECONDS
+        while True:
+            message = await self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+            if message is None:
+                raise BusUnavailable("no subscribe confirmation")
+            if message.get("type") == "subscribe" and message["channel"].decode() == node_channel:
+                break
         self.up = True
 
     async def stop(self) -> None:
@@ -290,13 +361,27 @@ class RedisBus:
                 continue
             kind = message["type"]
             channel = message["channel"].decode()
-            if kind == "message":
+            if kind == "message" and channel == self._revocation_channel:
+                self._revocations_heard(message["data"])
+            elif kind == "message":
                 sender, _, text = message["data"].decode().partition(SEPARATOR)
                 deliver(channel[prefix_length:], sender, text)
             elif kind == "subscribe":
                 future = self._confirmations.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
+
+    def _revocations_heard(self, data: bytes) -> None:
+        from channels.layers import get_channel_layer
+
+        try:
+            message = get_channel_layer().deserialize(data)
+            device_ids = [str(device_id) for device_id in message.get("device_ids", [])]
+        except Exception as exc:
+            logger.warning("relay revocation unreadable", extra={"event": "relay_revocations_failed", "error": type(exc).__name__})
+            return
+        if self._revoked is not None:
+            self._revoked(device_ids)
 
     def _fail_confirmations(self) -> None:
         for future in self._confirmations.values():
@@ -335,9 +420,60 @@ class RedisBus:
     async def operation_publish(
         self, *, book_id: str, device_id: str, head: str, tail: str, now_ms: int, count_recipients: bool
     ) -> tuple[int, int]:
-        keys = [_key("seq", book_id), _key("last", book_id), _key("book", book_id), _key("presence", book_id)]
-        seq, recipients = await self._script("publish", keys, [head, tail, device_id, now_ms, "1" if count_recipients else "0"])
+        """Queue one publish script; the flusher sends the queue as one pipeline per round trip.
+
+        Automatic pipelining: at thousands of frames a second, one EVALSHA per round trip spends
+        the node's CPU on pool and socket work. Order is kept: the queue is sent in arrival order
+        on one connection, one batch after the other, and a socket awaits its frame's publish
+        before it reads its next one.
+        """
+        keys = _publish_keys(book_id)
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(([*keys, head, tail, device_id, now_ms, "1" if count_recipients else "0", *_backlog_args()], future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        seq, recipients = await future
         return int(seq), int(recipients)
+
+    async def _flush(self) -> None:
+        from redis.exceptions import NoScriptError
+
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                if self._publish_sha is None:
+                    self._publish_sha = await self._commands.script_load(_OPERATION_PUBLISH)
+                async with self._commands.pipeline(transaction=False) as pipe:
+                    for values, _ in batch:
+                        pipe.evalsha(self._publish_sha, 5, *values)
+                    results = await pipe.execute(raise_on_error=False)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(BusUnavailable(type(exc).__name__))
+                continue
+            unknown = [entry for entry, result in zip(batch, results) if isinstance(result, NoScriptError)]
+            if unknown:  # Redis restarted and forgot the script: nothing ran, load it and send again first
+                self._publish_sha = None
+                self._pending = unknown + self._pending
+            for (_, future), result in zip(batch, results):
+                if future.done() or isinstance(result, NoScriptError):
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(BusUnavailable(type(result).__name__))
+                else:
+                    future.set_result(result)
+
+    async def backlog_read(self, book_id: str) -> tuple[int, list[BacklogEntry]]:
+        """The book's current seq and its backlog, read together (one MULTI)."""
+        async with self._commands.pipeline(transaction=True) as pipe:
+            pipe.get(_key("seq", book_id))
+            pipe.lrange(_key("backlog", book_id), 0, -1)
+            try:
+                seq, raw = await asyncio.wait_for(pipe.execute(), settings.RELAY_REDIS_TIMEOUT_SECONDS)
+            except Exception as exc:
+                raise BusUnavailable(type(exc).__name__) from exc
+        return int(seq or 0), [_backlog_entry(item) for item in raw]
 
     async def presence_join(self, *, book_id: str, device_id: str, socket_id: str, online_frame: str) -> list[str]:
         keys = [_key("presence", book_id), _key("book", book_id)]
@@ -391,9 +527,9 @@ def _redis_counters(book_id: str) -> BookCounters:
 
 def operation_publish_sync(*, book_id: str, device_id: str, head: str, tail: str, now_ms: int) -> tuple[int, int]:
     """RedisBus.operation_publish for synchronous callers (POST /relay/send): (seq, sockets reached)."""
-    keys = [_key("seq", book_id), _key("last", book_id), _key("book", book_id), _key("presence", book_id)]
+    keys = _publish_keys(book_id)
     try:
-        seq, recipients = _redis_sync().eval(_OPERATION_PUBLISH, len(keys), *keys, head, tail, device_id, now_ms, "1")
+        seq, recipients = _redis_sync().eval(_OPERATION_PUBLISH, len(keys), *keys, head, tail, device_id, now_ms, "1", *_backlog_args())
     except Exception as exc:
         raise BusUnavailable(type(exc).__name__) from exc
     return int(seq), int(recipients)

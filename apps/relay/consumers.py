@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from urllib.parse import parse_qs
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
@@ -103,6 +104,10 @@ class RelayConsumer(AsyncConsumer):
         if SUBPROTOCOL in subprotocols:
             self._accept["subprotocol"] = SUBPROTOCOL
         try:
+            self._since()
+        except ValueError:
+            return await self._refuse(CloseCode.INVALID_FRAME, "since must be a non-negative integer")
+        try:
             principal = await database_sync_to_async(services.relay_socket_authenticate)(
                 book_id=book_id, authorization=self._header(b"authorization"), subprotocols=subprotocols
             )
@@ -114,6 +119,13 @@ class RelayConsumer(AsyncConsumer):
             peers = await self.hub.join(socket)
         except BusUnavailable:
             return await self._refuse(CloseCode.TRY_AGAIN_LATER, "relay unavailable, retry")
+        since = self._since()
+        if since is not None:
+            try:
+                socket.catch_up(await self.hub.catch_up(socket, since))
+            except BusUnavailable:
+                await self.hub.leave(socket)
+                return await self._refuse(CloseCode.TRY_AGAIN_LATER, "relay unavailable, retry")
         self.socket = socket
         await self.base_send(self._accept)
         # The device learns who is online now, so it can run its sync step with them.
@@ -149,6 +161,16 @@ class RelayConsumer(AsyncConsumer):
         except asyncio.TimeoutError:
             pass
 
+    def _since(self) -> int | None:
+        """The `since` query parameter (a seq: not a secret), None when absent; ValueError if malformed."""
+        values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("since")
+        if not values:
+            return None
+        since = int(values[0])
+        if since < 0:
+            raise ValueError(since)
+        return since
+
     def _header(self, name: bytes) -> str | None:
         for key, value in self.scope.get("headers", []):
             if key == name:
@@ -174,7 +196,8 @@ class RelayConsumer(AsyncConsumer):
                 await self.hub.relay(
                     book_id=socket.book_id, device_id=socket.device_id, operation=frame, relay_timestamp=int(time.time() * 1000)
                 )
-            except BusUnavailable:
+            except BusUnavailable as exc:
+                logger.warning("relay publish failed", extra={"event": "relay_publish_failed", "error": str(exc)})
                 self._close(socket, CloseCode.TRY_AGAIN_LATER, "relay unavailable, retry")
         elif isinstance(frame, Ping):
             socket.push(pong_encode())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 import weakref
 from collections import deque
@@ -32,6 +33,8 @@ from apps.relay.messages import (
     Presence,
     presence_encode,
     relayed_operation_parts,
+    relayed_operation_seq,
+    resync_required_encode,
 )
 
 logger = logging.getLogger("homepocket.relay")
@@ -97,6 +100,18 @@ class LocalSocket:
         self.stop()
         self.on_close()
 
+    def catch_up(self, frames: list[str]) -> None:
+        """Put backlog frames ahead of what arrived live since the socket joined (not started yet).
+
+        Live frames already queued that the backlog also holds (seq up to the backlog's last) are
+        dropped: the socket subscribed before the backlog was read, so it may hold both copies.
+        """
+        seqs = [s for s in map(relayed_operation_seq, frames) if s is not None]
+        last = max(seqs, default=0)
+        live = [t for t in self._queue if (relayed_operation_seq(t) or last + 1) > last]
+        self._queue = deque([*frames, *live])
+        self._bytes = sum(map(len, self._queue))
+
     def stop(self) -> None:
         """Stop the writer (also one stuck on a reader that does not read)."""
         if self._task is not None and not self._task.done():
@@ -145,11 +160,10 @@ class RelayHub:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        await self.bus.start(self._deliver, self._bus_lost)
-        self._tasks = [
-            loop.create_task(self._presence_upkeep(), name="relay-presence"),
-            loop.create_task(self._revocations_listen(), name="relay-revocations"),
-        ]
+        await self.bus.start(self._deliver, self._bus_lost, self._revocations_heard)
+        self._tasks = [loop.create_task(self._presence_upkeep(), name="relay-presence")]
+        if not self.bus.hears_revocations:
+            self._tasks.append(loop.create_task(self._revocations_listen(), name="relay-revocations"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -234,6 +248,18 @@ class RelayHub:
         if delivered:
             metrics.DELIVERIES.inc(delivered)
 
+    async def catch_up(self, socket: LocalSocket, since: int) -> list[str]:
+        """What a device reconnecting with ?since=<seq> missed (other devices' frames, in seq order),
+        or [resync_required] when the backlog cannot say (off, trimmed, expired, or the seq restarted)."""
+        current, entries = await self.bus.backlog_read(socket.book_id)
+        if current == since:
+            return []
+        cutoff = int(time.time() * 1000) - settings.RELAY_BACKLOG_SECONDS * 1000
+        kept = [(relayed_operation_seq(e.text), e) for e in entries if e.relay_ms >= cutoff]
+        if since > current or not kept or kept[0][0] > since + 1:
+            return [resync_required_encode()]
+        return [e.text for seq, e in kept if seq > since and e.device_id != socket.device_id]
+
     # --- faults and revocations --------------------------------------------------------------
 
     def _bus_lost(self) -> None:
@@ -253,8 +279,13 @@ class RelayHub:
             socket.close(CloseCode.INVALID_TOKEN, "device revoked")
         return len(closing)
 
+    def _revocations_heard(self, device_ids: list[str]) -> None:
+        count = self.devices_revoked(device_ids)
+        if count:
+            logger.info("relay closed revoked sockets", extra={"event": "relay_revoked_closed", "count": count})
+
     async def _revocations_listen(self) -> None:
-        """Hear device revocations from every node (pairing announces them on the channel layer)."""
+        """The embedded mode: hear device revocations on the in-memory channel layer."""
         from channels.layers import get_channel_layer
 
         layer = get_channel_layer()
@@ -266,9 +297,7 @@ class RelayHub:
                 await self._revocations_join()
                 while True:
                     message = await layer.receive(self._revocation_channel)
-                    count = self.devices_revoked([str(d) for d in message.get("device_ids", [])])
-                    if count:
-                        logger.info("relay closed revoked sockets", extra={"event": "relay_revoked_closed", "count": count})
+                    self._revocations_heard([str(d) for d in message.get("device_ids", [])])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -74,6 +74,11 @@ class Presence:
 
 
 @dataclass(frozen=True, slots=True)
+class ResyncRequired:
+    """Server → a device reconnecting with ?since=<seq> that the backlog cannot bring up to date."""
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     pass
 
@@ -84,7 +89,7 @@ class Pong:
 
 
 ClientFrame = CrdtOperation | Ping
-ServerFrame = RelayedOperation | Presence | Pong
+ServerFrame = RelayedOperation | Presence | Pong | ResyncRequired
 
 
 def payload_check(payload: object) -> str:
@@ -171,6 +176,20 @@ def pong_encode(frame: Pong | None = None) -> str:
     return '{"type":"pong"}'
 
 
+def resync_required_encode(frame: ResyncRequired | None = None) -> str:
+    return '{"type":"resync_required"}'
+
+
+RELAYED_OPERATION_PREFIX = '{"type":"crdt_operation",'
+
+
+def relayed_operation_seq(text: str) -> int | None:
+    """The seq of a frame this module encoded (it ends with `"seq":N}`); None for other frames."""
+    if not text.startswith(RELAYED_OPERATION_PREFIX):
+        return None
+    return int(text[text.rindex(":") + 1 : -1])
+
+
 def server_frame_decode(text: str) -> ServerFrame:
     """Parse a server frame (clients and tests use it); FrameError on anything else."""
     try:
@@ -193,4 +212,6 @@ def server_frame_decode(text: str) -> ServerFrame:
         raise FrameError(f"malformed {kind} frame") from None
     if kind == "pong":
         return Pong()
+    if kind == "resync_required":
+        return ResyncRequired()
     raise FrameError("unknown server frame")

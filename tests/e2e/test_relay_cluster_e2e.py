@@ -187,11 +187,15 @@ async def test_a_redis_restart_closes_sockets_with_1013_ready_tells_and_the_rela
 
         redis_server.start()
         deadline = time.monotonic() + 30
-        while (await asyncio.to_thread(ready_components, server))[0] != 200:
-            assert time.monotonic() < deadline, "the node never became ready again"
+        while (ready := await asyncio.to_thread(ready_components, server))[0] != 200:
+            assert time.monotonic() < deadline, f"the node never became ready again: {ready}\n{server.log_text()[-2000:]}"
             await asyncio.sleep(0.2)
         async with await relay_connect(server.url, alice) as a, await relay_connect(server.url, bob) as b:
             await a.send_operation("aGk=")
             assert (await next_frame(b))["payload"] == "aGk="
+            # Revocations still reach the node's sockets after the restart.
+            with HomePocketClient(server.url) as api:
+                await asyncio.to_thread(api.device_revoke, alice, bob.device_id)
+            assert await close_code(b) == 4401
     finally:
         server.stop()
