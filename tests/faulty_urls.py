@@ -23,6 +23,16 @@ class ThrottledView(APIView):
         raise Throttled(wait=41.2)
 
 
+class AbsoluteUrlView(APIView):
+    """Builds an absolute URL, as the photo views do: that reads the Host header."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    def get(self, request):
+        return Response({"url": request.build_absolute_uri("/somewhere")})
+
+
 class EchoView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
@@ -35,6 +45,7 @@ urlpatterns = [
     path("api/v1/test/crash", CrashView.as_view()),
     path("api/v1/test/throttled", ThrottledView.as_view()),
     path("api/v1/test/echo", EchoView.as_view()),
+    path("api/v1/test/absolute", AbsoluteUrlView.as_view()),
     path("", include("homepocket.urls")),
 ]
 

@@ -85,6 +85,10 @@ class TestFailures:
         assert_error_envelope(response, 429, "RATE_LIMIT_EXCEEDED")
         assert response["Retry-After"] == "42"
 
+    def test_a_host_outside_allowed_hosts_answers_invalid_argument_not_a_crash(self, client):
+        response = client.get("/api/v1/test/absolute", HTTP_HOST="evil.example")
+        assert_error_envelope(response, 400, "INVALID_ARGUMENT")
+
     def test_malformed_json_answers_invalid_argument(self, client):
         response = client.post("/api/v1/test/echo", data=b'{"a": [1,', content_type="application/json")
         assert_error_envelope(response, 400, "INVALID_ARGUMENT")

@@ -11,7 +11,7 @@ import logging
 import math
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf
@@ -44,6 +44,11 @@ def envelope_exception_handler(exc, context):
         headers.update(exc.headers)
     elif isinstance(exc, RequestDataTooBig):
         code, message, details = "PAYLOAD_TOO_LARGE", "The request body is larger than allowed.", {}
+    elif isinstance(exc, SuspiciousOperation):
+        # A Host outside ALLOWED_HOSTS (met when a view builds an absolute URL), a malformed
+        # header: the client's fault, as Django's own handler400 says, not a crash.
+        logger.warning("suspicious request refused", extra={"error_class": type(exc).__name__})
+        code, message, details = "INVALID_ARGUMENT", "The request is malformed (host or header).", {}
     elif isinstance(exc, Http404):
         code, message, details = "NOT_FOUND", "Not found.", {}
     elif isinstance(exc, DjangoPermissionDenied):
