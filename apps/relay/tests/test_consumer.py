@@ -59,3 +59,9 @@ async def test_an_expired_token_closes_the_open_socket_with_4401(family, alice, 
         application, f"/ws/relay/{alice.book_id}", headers=[(b"authorization", f"Bearer {token}".encode())]
     )
     assert await close_code_of(communicator) == 4401
+
+
+@pytest.mark.parametrize("path", ["/ws/relay/not-a-uuid", "/ws/elsewhere"])
+async def test_a_path_no_route_matches_is_closed_with_4404(path):
+    communicator = WebsocketCommunicator(application, path)
+    assert await close_code_of(communicator) == 4404
