@@ -1,0 +1,90 @@
+"""Server backups as the rest of the server calls them: create, list, verify, restore, and re-wrap on rotation.
+
+The repository (engine/repository.py) holds everything a restore needs; these functions add the
+Django side: where the repository is (settings.BACKUP_REPOSITORY_DIR), which database to copy,
+and which master-key custodian to use (signer/custody.py, the same one signing keys use).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import tempfile
+from pathlib import Path
+
+import django
+from django.conf import settings
+from django.db import connection
+
+from apps.backups.engine.repository import Progress, Repository, VerifyReport
+from apps.backups.engine.sources import database_snapshot
+from signer.custody import Custody, CustodyError, custody_from_environ
+
+logger = logging.getLogger(__name__)
+
+
+def _repository_path(path: Path | None) -> Path:
+    return Path(path) if path is not None else Path(settings.BACKUP_REPOSITORY_DIR)
+
+
+def _source_version() -> dict:
+    """What wrote the data: the restore side compares it before loading a database copy."""
+    return {"api_version": settings.API_VERSION, "django": django.get_version(), "python": platform.python_version()}
+
+
+def backup_create(*, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+    """A snapshot of the database (online backup / pg_dump) in the repository, made on first use; its manifest."""
+    repo = Repository.open_or_init(_repository_path(repository_path), custody=custody_from_environ())
+    with tempfile.TemporaryDirectory(prefix="homepocket-backup-") as scratch:
+        if progress:
+            progress(f"backup: copying the {connection.vendor} database")
+        name, copy = database_snapshot(settings_dict=connection.settings_dict, vendor=connection.vendor, scratch=Path(scratch))
+        manifest = repo.snapshot_create(
+            [(name, copy)],
+            meta={"kind": "database", "database_vendor": connection.vendor, "source_version": _source_version(), "host": platform.node()},
+            progress=progress,
+        )
+    logger.info(
+        "backup.created",
+        extra={"snapshot_id": manifest["id"], "bytes_in": manifest["stats"]["bytes_in"], "bytes_added": manifest["stats"]["bytes_stored_new"], "duration_seconds": manifest["duration_seconds"]},
+    )
+    return manifest
+
+
+def backup_repository_open(*, repository_path: Path | None = None) -> Repository:
+    """The existing repository (no database needed: the disaster case)."""
+    return Repository.open(_repository_path(repository_path), custody=custody_from_environ())
+
+
+def backup_verify(*, repository_path: Path | None = None, progress: Progress | None = None) -> VerifyReport:
+    """Every chunk re-read and its MAC checked; every snapshot's chunks present and sound."""
+    report = backup_repository_open(repository_path=repository_path).verify(progress=progress)
+    log = logger.info if report.ok else logger.error
+    log("backup.verified", extra={"snapshots": report.snapshots_checked, "chunks": report.chunks_checked, "problems": len(report.problems)})
+    return report
+
+
+def backup_restore(*, snapshot_id: str, to: Path, overwrite: bool = False, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+    """The snapshot's files written under `to` (never over existing files without `overwrite`)."""
+    manifest = backup_repository_open(repository_path=repository_path).restore(snapshot_id, to=Path(to), overwrite=overwrite, progress=progress)
+    logger.info("backup.restored", extra={"snapshot_id": snapshot_id, "files": len(manifest["files"])})
+    return manifest
+
+
+def backup_master_keys_rewrap(*, custody_: Custody, new_master: str) -> set[str]:
+    """Re-wrap the configured repository's keys under `new_master`; the master key ids it still needs.
+
+    Listed in apps/signing/services.py MASTER_KEY_USERS, so the master-key rotation does not retire
+    the key the backup repository is wrapped under (that would make every backup unreadable).
+    """
+    path = _repository_path(None)
+    if not (path / "config.json").exists():
+        return set()
+    try:
+        repo = Repository.open(path, custody=custody_)
+        if repo.master_key_id != new_master:
+            repo.keys_rewrap(custody=custody_)
+    except CustodyError:
+        logger.error("backup.rewrap_failed", extra={"repository": str(path)})
+    current = Repository.master_key_id_of(path)
+    return set() if current == new_master else {current}

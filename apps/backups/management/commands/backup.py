@@ -1,0 +1,84 @@
+"""`manage.py backup create|list|verify|restore`: server backups (docs/backups.md).
+
+`list` and `restore` need only the repository and the master key, not the database: pass
+`--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.backups.engine import services
+from apps.backups.engine.repository import RepositoryError
+from apps.backups.engine.sources import SourceError
+from signer.custody import CustodyError, CustodyUnavailable
+
+
+class Command(BaseCommand):
+    help = "Server backups: create a database snapshot, list snapshots, verify the repository, restore a snapshot."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--repository", help="Repository directory (default: settings.BACKUP_REPOSITORY_DIR).")
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("create", help="Snapshot the database into the repository.")
+        listing = sub.add_parser("list", help="Snapshots, oldest first.")
+        listing.add_argument("--json", action="store_true", help="One JSON object per snapshot.")
+        sub.add_parser("verify", help="Re-read every chunk and check its MAC; exit 1 on any problem.")
+        restore = sub.add_parser("restore", help="Restore a snapshot's files into a directory.")
+        restore.add_argument("snapshot_id", help="A snapshot id, or `latest`.")
+        restore.add_argument("--to", required=True, help="Target directory (must be empty unless --overwrite).")
+        restore.add_argument("--overwrite", action="store_true")
+
+    def handle(self, *args, action, repository=None, **options):
+        progress = self.stdout.write
+        try:
+            if action == "create":
+                manifest = services.backup_create(repository_path=repository, progress=progress)
+                self.stdout.write(self._line(manifest))
+            elif action == "list":
+                for manifest in services.backup_repository_open(repository_path=repository).snapshots():
+                    self.stdout.write(json.dumps(_summary(manifest)) if options["json"] else self._line(manifest))
+            elif action == "verify":
+                report = services.backup_verify(repository_path=repository, progress=progress)
+                for problem in report.problems:
+                    self.stderr.write("problem: " + json.dumps(problem))
+                if not report.ok:
+                    raise CommandError(f"verify found {len(report.problems)} problems", returncode=1)
+                self.stdout.write(f"ok: {report.snapshots_checked} snapshots, {report.chunks_checked} chunks verified")
+            elif action == "restore":
+                snapshot_id = options["snapshot_id"]
+                if snapshot_id == "latest":
+                    ids = services.backup_repository_open(repository_path=repository).snapshot_ids()
+                    if not ids:
+                        raise CommandError("the repository has no snapshots")
+                    snapshot_id = ids[-1]
+                services.backup_restore(snapshot_id=snapshot_id, to=options["to"], overwrite=options["overwrite"], repository_path=repository, progress=progress)
+        except (RepositoryError, SourceError, CustodyError) as exc:
+            raise CommandError(str(exc)) from None
+        except CustodyUnavailable:
+            raise CommandError("the master key custodian is unreachable; retry later") from None
+
+    @staticmethod
+    def _line(manifest: dict) -> str:
+        s = _summary(manifest)
+        return (
+            f"{s['id']}  {s['kind']}  {s['finished_at']}  {s['bytes_in']} bytes, {s['bytes_added']} added, "
+            f"{s['chunks']} chunks ({s['chunks_new']} new), {s['duration_seconds']} s"
+        )
+
+
+def _summary(manifest: dict) -> dict:
+    stats = manifest["stats"]
+    return {
+        "id": manifest["id"],
+        "kind": manifest.get("kind", ""),
+        "finished_at": manifest["finished_at"],
+        "files": [f["name"] for f in manifest["files"]],
+        "bytes_in": stats["bytes_in"],
+        "bytes_added": stats["bytes_stored_new"],
+        "chunks": stats["chunks"],
+        "chunks_new": stats["chunks_new"],
+        "duration_seconds": manifest["duration_seconds"],
+    }
