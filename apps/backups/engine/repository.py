@@ -63,6 +63,26 @@ class VerifyReport:
         return not self.problems
 
 
+@dataclass(frozen=True)
+class SourceItem:
+    """One file of a snapshot: read from `path`, or from `read()` (an object in the photo store).
+
+    `stamp` is anything that changes whenever the content does (an object's modification time):
+    an item whose name, size and stamp equal an entry of the parent snapshot reuses that entry's
+    chunks without being read, which makes the object backup incremental. Empty: always read.
+    """
+
+    name: str
+    size: int
+    path: Path | None = None
+    read: Callable[[], bytes] | None = None
+    stamp: str = ""
+
+    @classmethod
+    def of_file(cls, name: str, path: Path) -> SourceItem:
+        return cls(name=name, size=Path(path).stat().st_size, path=Path(path))
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -231,24 +251,32 @@ class Repository:
 
     # -- snapshots ------------------------------------------------------------------------------
 
-    def snapshot_create(self, files: list[tuple[str, Path]], *, meta: dict, progress: Progress | None = None) -> dict:
-        """Back up `files` ((name in the snapshot, path on disk)) as one snapshot; returns its manifest."""
+    def snapshot_create(self, items: list[SourceItem | tuple[str, Path]], *, meta: dict, progress: Progress | None = None) -> dict:
+        """Back up `items` (SourceItem, or (name in the snapshot, path on disk)) as one snapshot; its manifest."""
         say = progress or (lambda line: None)
         started, clock = _now(), time.monotonic()
-        snapshot_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-        total = sum(path.stat().st_size for _, path in files)
-        entries, done = [], 0
-        stats = {"bytes_in": 0, "chunks": 0, "chunks_new": 0, "bytes_stored_new": 0}
-        for name, path in files:
-            _check_name(name)
-            digest, chunk_list = hashlib.sha256(), []
-            size = path.stat().st_size
-            cuts = self._cdc.cut_file(str(path)) if size else []
-            for cut in cuts:
-                data = bytes(cut.data)
+        snapshot_id = f"{started:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"  # sorts by start time
+        items = [item if isinstance(item, SourceItem) else SourceItem.of_file(*item) for item in items]
+        parent = self._parent_entries()
+        total = sum(item.size for item in items)
+        entries = []
+        stats = {"bytes_in": 0, "chunks": 0, "chunks_new": 0, "bytes_stored_new": 0, "files": len(items), "files_unchanged": 0, "parent": parent["id"]}
+        done = 0
+        for item in items:
+            _check_name(item.name)
+            previous = parent["entries"].get(item.name)
+            if item.stamp and previous and previous.get("stamp") == item.stamp and previous["size"] == item.size:
+                entries.append(previous)  # unchanged since the parent snapshot: not read again
+                stats["files_unchanged"] += 1
+                stats["chunks"] += len(previous["chunks"])
+                done += item.size
+                continue
+            digest, chunk_list, size = hashlib.sha256(), [], 0
+            for data in self._cut(item):
                 digest.update(data)
                 chunk_id, stored = self.chunk_put(data)
                 chunk_list.append(chunk_id)
+                size += len(data)
                 stats["chunks"] += 1
                 stats["bytes_in"] += len(data)
                 if stored:
@@ -256,7 +284,10 @@ class Repository:
                     stats["bytes_stored_new"] += stored
                 done += len(data)
                 say(f"backup {snapshot_id}: {done}/{total} bytes ({100 * done // max(total, 1)}%), {stats['chunks_new']} new chunks")
-            entries.append({"name": name, "size": size, "sha256": digest.hexdigest(), "chunks": chunk_list})
+            entry = {"name": item.name, "size": size, "sha256": digest.hexdigest(), "chunks": chunk_list}
+            if item.stamp:
+                entry["stamp"] = item.stamp
+            entries.append(entry)
         manifest = {
             "version": FORMAT_VERSION,
             "id": snapshot_id,
@@ -269,8 +300,30 @@ class Repository:
         }
         # Written last: until this rename the snapshot does not exist, whatever chunks landed.
         self._put_new(self._snapshot_path(snapshot_id), self._seal(json.dumps(manifest).encode(), aad=b"snapshot:" + snapshot_id.encode()))
-        say(f"backup {snapshot_id}: done, {stats['bytes_in']} bytes read, {stats['bytes_stored_new']} bytes added")
+        say(
+            f"backup {snapshot_id}: done, {stats['bytes_in']} bytes read, {stats['files_unchanged']} unchanged files skipped, "
+            f"{stats['bytes_stored_new']} bytes added"
+        )
         return manifest
+
+    def _cut(self, item: SourceItem) -> Iterator[bytes]:
+        if item.path is not None:
+            if item.size:
+                for cut in self._cdc.cut_file(str(item.path)):
+                    yield bytes(cut.data)
+            return
+        data = item.read()
+        if len(data) != item.size:
+            raise RepositoryError(f"{item.name}: read {len(data)} bytes, listed as {item.size}")
+        for cut in self._cdc.cut_buf(data):
+            yield bytes(cut.data)
+
+    def _parent_entries(self) -> dict:
+        """The latest snapshot's entries by name (the parent an incremental backup compares with)."""
+        ids = self.snapshot_ids()
+        if not ids:
+            return {"id": None, "entries": {}}
+        return {"id": ids[-1], "entries": {entry["name"]: entry for entry in self.snapshot_get(ids[-1])["files"]}}
 
     def _snapshot_path(self, snapshot_id: str) -> Path:
         return self.path / "snapshots" / f"{snapshot_id}.snap"

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import platform
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import django
 from django.conf import settings
 from django.db import connection
 
-from apps.backups.engine.repository import Progress, Repository, VerifyReport
-from apps.backups.engine.sources import database_snapshot
+from apps.backups.engine.repository import Progress, Repository, SourceItem, VerifyReport
+from apps.backups.engine.sources import OBJECTS_PREFIX, database_snapshot
+from apps.photos import storage
 from signer.custody import Custody, CustodyError, custody_from_environ
 
 logger = logging.getLogger(__name__)
@@ -32,16 +34,39 @@ def _source_version() -> dict:
     return {"api_version": settings.API_VERSION, "django": django.get_version(), "python": platform.python_version()}
 
 
-def backup_create(*, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
-    """A snapshot of the database (online backup / pg_dump) in the repository, made on first use; its manifest."""
+def _photo_objects() -> list[SourceItem]:
+    """Every photo object, read lazily; its modification time lets an unchanged one be skipped."""
+    return [
+        SourceItem(name=OBJECTS_PREFIX + obj.key, size=obj.size, read=partial(storage.object_read, obj.key), stamp=obj.modified_at.isoformat())
+        for obj in storage.objects_list()
+    ]
+
+
+def backup_create(*, objects: bool = True, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+    """A snapshot of the database (online backup / pg_dump) and, by default, the photo objects; its manifest.
+
+    The repository is made on first use. Objects are incremental: one listed with the size and
+    modification time the previous snapshot recorded is not read again.
+    """
     repo = Repository.open_or_init(_repository_path(repository_path), custody=custody_from_environ())
     with tempfile.TemporaryDirectory(prefix="homepocket-backup-") as scratch:
         if progress:
             progress(f"backup: copying the {connection.vendor} database")
         name, copy = database_snapshot(settings_dict=connection.settings_dict, vendor=connection.vendor, scratch=Path(scratch))
+        items = [SourceItem.of_file(name, copy)]
+        if objects:
+            items += _photo_objects()
+            if progress:
+                progress(f"backup: {len(items) - 1} photo objects listed")
         manifest = repo.snapshot_create(
-            [(name, copy)],
-            meta={"kind": "database", "database_vendor": connection.vendor, "source_version": _source_version(), "host": platform.node()},
+            items,
+            meta={
+                "kind": "database+objects" if objects else "database",
+                "database_vendor": connection.vendor,
+                "object_store": "s3" if storage.s3_enabled() else "local",
+                "source_version": _source_version(),
+                "host": platform.node(),
+            },
             progress=progress,
         )
     logger.info(

@@ -17,6 +17,8 @@ from pathlib import Path
 
 SQLITE_NAME = "database/sqlite.db"
 POSTGRES_NAME = "database/postgres.dump"
+# Photo objects keep their store key under this prefix (objects/encrypted/<book>/<photo>.enc).
+OBJECTS_PREFIX = "objects/"
 
 
 class SourceError(Exception):

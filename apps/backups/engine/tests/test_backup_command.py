@@ -17,15 +17,6 @@ from apps.backups.engine.repository import Repository
 from signer.custody import LocalKeyFileCustody
 
 
-@pytest.fixture
-def repository_dir(tmp_path, settings, monkeypatch):
-    """A repository and a master key of this test's own (never the session's shared key file)."""
-    monkeypatch.setenv("SIGNING_MASTER_KEY_FILE", str(tmp_path / "master-key.json"))
-    monkeypatch.delenv("SIGNING_KMS_KEY_ID", raising=False)
-    settings.BACKUP_REPOSITORY_DIR = tmp_path / "repo"
-    return tmp_path / "repo"
-
-
 def _backup(*args) -> str:
     out = StringIO()
     call_command("backup", *args, stdout=out, stderr=out)
@@ -73,7 +64,7 @@ def test_list_shows_each_snapshot_with_its_sizes(repository_dir):
     _backup("create")
     rows = [json.loads(line) for line in _backup("list", "--json").splitlines()]
     assert len(rows) == 1
-    assert rows[0]["kind"] == "database" and rows[0]["bytes_in"] > 0 and rows[0]["files"][0].startswith("database/")
+    assert rows[0]["kind"] == "database+objects" and rows[0]["bytes_in"] > 0 and rows[0]["files"][0].startswith("database/")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -22,7 +22,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--repository", help="Repository directory (default: settings.BACKUP_REPOSITORY_DIR).")
         sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("create", help="Snapshot the database into the repository.")
+        create = sub.add_parser("create", help="Snapshot the database and the photo objects into the repository.")
+        create.add_argument("--database-only", action="store_true", help="Leave the photo objects out.")
         listing = sub.add_parser("list", help="Snapshots, oldest first.")
         listing.add_argument("--json", action="store_true", help="One JSON object per snapshot.")
         sub.add_parser("verify", help="Re-read every chunk and check its MAC; exit 1 on any problem.")
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         progress = self.stdout.write
         try:
             if action == "create":
-                manifest = services.backup_create(repository_path=repository, progress=progress)
+                manifest = services.backup_create(objects=not options["database_only"], repository_path=repository, progress=progress)
                 self.stdout.write(self._line(manifest))
             elif action == "list":
                 for manifest in services.backup_repository_open(repository_path=repository).snapshots():
