@@ -373,16 +373,17 @@ class Repository:
         say(f"verify: {report.snapshots_checked} snapshots, {report.chunks_checked} chunks, {len(report.problems)} problems")
         return report
 
-    def restore(self, snapshot_id: str, *, to: Path, overwrite: bool = False, progress: Progress | None = None) -> dict:
-        """Write the snapshot's files under `to`, each checked against its recorded SHA-256."""
+    def restore(self, snapshot_id: str, *, to: Path, overwrite: bool = False, only: set[str] | None = None, progress: Progress | None = None) -> dict:
+        """Write the snapshot's files (or those named in `only`) under `to`, each checked against its SHA-256."""
         say = progress or (lambda line: None)
         manifest = self.snapshot_get(snapshot_id)
         to = Path(to)
         if to.exists() and any(to.iterdir()) and not overwrite:
             raise RepositoryError(f"{to} is not empty; pass --overwrite to restore over it")
-        total = sum(entry["size"] for entry in manifest["files"])
+        entries = [entry for entry in manifest["files"] if only is None or entry["name"] in only]
+        total = sum(entry["size"] for entry in entries)
         done = 0
-        for entry in manifest["files"]:
+        for entry in entries:
             target = to / _check_name(entry["name"])
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".partial")
@@ -398,7 +399,7 @@ class Repository:
                 partial.unlink()
                 raise RepositoryError(f"{entry['name']} does not match its recorded checksum")
             os.replace(partial, target)
-        say(f"restore {snapshot_id}: done, {len(manifest['files'])} files into {to}")
+        say(f"restore {snapshot_id}: done, {len(entries)} files into {to}")
         return manifest
 
 

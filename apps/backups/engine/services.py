@@ -17,7 +17,8 @@ import django
 from django.conf import settings
 from django.db import connection
 
-from apps.backups.engine.repository import Progress, Repository, SourceItem, VerifyReport
+from apps.backups.engine.drills import database_drill
+from apps.backups.engine.repository import Progress, Repository, RepositoryError, SourceItem, VerifyReport
 from apps.backups.engine.sources import OBJECTS_PREFIX, database_snapshot
 from apps.photos import storage
 from signer.custody import Custody, CustodyError, custody_from_environ
@@ -52,7 +53,7 @@ def backup_create(*, objects: bool = True, repository_path: Path | None = None, 
     with tempfile.TemporaryDirectory(prefix="homepocket-backup-") as scratch:
         if progress:
             progress(f"backup: copying the {connection.vendor} database")
-        name, copy = database_snapshot(settings_dict=connection.settings_dict, vendor=connection.vendor, scratch=Path(scratch))
+        name, copy, tables = database_snapshot(settings_dict=connection.settings_dict, vendor=connection.vendor, scratch=Path(scratch))
         items = [SourceItem.of_file(name, copy)]
         if objects:
             items += _photo_objects()
@@ -63,6 +64,7 @@ def backup_create(*, objects: bool = True, repository_path: Path | None = None, 
             meta={
                 "kind": "database+objects" if objects else "database",
                 "database_vendor": connection.vendor,
+                "database_tables": tables,
                 "object_store": "s3" if storage.s3_enabled() else "local",
                 "source_version": _source_version(),
                 "host": platform.node(),
@@ -94,6 +96,21 @@ def backup_restore(*, snapshot_id: str, to: Path, overwrite: bool = False, repos
     manifest = backup_repository_open(repository_path=repository_path).restore(snapshot_id, to=Path(to), overwrite=overwrite, progress=progress)
     logger.info("backup.restored", extra={"snapshot_id": snapshot_id, "files": len(manifest["files"])})
     return manifest
+
+
+def backup_test_restore(*, snapshot_id: str | None = None, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+    """Restore the snapshot's (default: the latest's) database into scratch space and compare every table."""
+    repo = backup_repository_open(repository_path=repository_path)
+    if snapshot_id is None:
+        ids = repo.snapshot_ids()
+        if not ids:
+            raise RepositoryError("the repository has no snapshots")
+        snapshot_id = ids[-1]
+    with tempfile.TemporaryDirectory(prefix="homepocket-drill-") as scratch:
+        report = database_drill(repo=repo, snapshot_id=snapshot_id, settings_dict=connection.settings_dict, scratch=Path(scratch), progress=progress)
+    log = logger.info if report["ok"] else logger.error
+    log("backup.test_restore", extra={"snapshot_id": snapshot_id, "tables": report["tables_checked"], "mismatches": len(report["mismatches"])})
+    return report
 
 
 def backup_master_keys_rewrap(*, custody_: Custody, new_master: str) -> set[str]:

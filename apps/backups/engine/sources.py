@@ -15,6 +15,8 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+from apps.backups.engine.digests import postgres_connect, postgres_table_digests, sqlite_table_digests
+
 SQLITE_NAME = "database/sqlite.db"
 POSTGRES_NAME = "database/postgres.dump"
 # Photo objects keep their store key under this prefix (objects/encrypted/<book>/<photo>.enc).
@@ -40,26 +42,41 @@ def sqlite_snapshot(*, db_path: Path, dest: Path, pages_per_step: int = 1024) ->
     return dest
 
 
-def postgres_dump(*, settings_dict: dict, dest: Path) -> Path:
-    """`pg_dump` custom format (uncompressed) of the database `settings_dict` names, written to `dest`."""
+def postgres_tool(program: str, settings_dict: dict, *args: str, dbname: str | None = None) -> None:
+    """Run pg_dump / pg_restore against the server `settings_dict` names; SourceError if it fails."""
     env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
     if settings_dict.get("PASSWORD"):
         env["PGPASSWORD"] = settings_dict["PASSWORD"]
-    command = ["pg_dump", "--format=custom", "--compress=0", "--no-owner", f"--file={dest}"]
+    command = [program, *args]
     for flag, key in (("--host", "HOST"), ("--port", "PORT"), ("--username", "USER")):
         if settings_dict.get(key):
             command.append(f"{flag}={settings_dict[key]}")
-    command.append(f"--dbname={settings_dict['NAME']}")
+    command.append(f"--dbname={dbname or settings_dict['NAME']}")
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SourceError(f"pg_dump failed ({result.returncode}): {result.stderr.strip()[-500:]}")
-    return dest
+        raise SourceError(f"{program} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
 
 
-def database_snapshot(*, settings_dict: dict, vendor: str, scratch: Path) -> tuple[str, Path]:
-    """(name in the snapshot, path of the copy) for the configured database."""
+def postgres_dump(*, settings_dict: dict, dest: Path) -> dict:
+    """`pg_dump` custom format (uncompressed) to `dest`; the per-table digests of the very same snapshot.
+
+    The digests are read in a REPEATABLE READ transaction whose snapshot pg_dump adopts
+    (`--snapshot`), so what the drill compares with is exactly what the dump holds.
+    """
+    with postgres_connect(settings_dict) as conn, conn.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute("SELECT pg_export_snapshot()")
+        (snapshot,) = cursor.fetchone()
+        postgres_tool("pg_dump", settings_dict, "--format=custom", "--compress=0", "--no-owner", f"--snapshot={snapshot}", f"--file={dest}")
+        return postgres_table_digests(cursor)
+
+
+def database_snapshot(*, settings_dict: dict, vendor: str, scratch: Path) -> tuple[str, Path, dict]:
+    """(name in the snapshot, path of the copy, per-table digests) for the configured database."""
     if vendor == "sqlite":
-        return SQLITE_NAME, sqlite_snapshot(db_path=Path(settings_dict["NAME"]), dest=scratch / "sqlite.db")
+        copy = sqlite_snapshot(db_path=Path(settings_dict["NAME"]), dest=scratch / "sqlite.db")
+        return SQLITE_NAME, copy, sqlite_table_digests(copy)
     if vendor == "postgresql":
-        return POSTGRES_NAME, postgres_dump(settings_dict=settings_dict, dest=scratch / "postgres.dump")
+        tables = postgres_dump(settings_dict=settings_dict, dest=scratch / "postgres.dump")
+        return POSTGRES_NAME, scratch / "postgres.dump", tables
     raise SourceError(f"no backup source for database vendor {vendor!r}")

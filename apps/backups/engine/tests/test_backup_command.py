@@ -131,3 +131,32 @@ def test_a_backup_still_restores_after_a_full_master_key_rotation(repository_dir
     assert result["retired"] == [repo.master_key_id]  # the old key is gone: only a re-wrap keeps backups readable
     _backup("restore", snapshot_id, "--to", str(tmp_path / "out"))
     assert (tmp_path / "out" / "f").read_bytes() == src.read_bytes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_test_restore_finds_every_table_as_the_snapshot_recorded_it(repository_dir):
+    _users(30)
+    _backup("create", "--database-only")
+    manifest = services.backup_repository_open().snapshots()[0]
+    assert manifest["database_tables"][get_user_model()._meta.db_table]["rows"] >= 30
+    output = _backup("test-restore")
+    assert f"ok: {manifest['id']} restored, {len(manifest['database_tables'])} tables" in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_test_restore_reports_a_table_that_differs_from_the_record(repository_dir, tmp_path):
+    _users(5)
+    _backup("create", "--database-only")
+    repo = services.backup_repository_open()
+    manifest = repo.snapshots()[0]
+    # A snapshot whose record says one more user than its database holds: the drill must notice.
+    repo.restore(manifest["id"], to=tmp_path / "db")
+    name = manifest["files"][0]["name"]
+    table = get_user_model()._meta.db_table
+    tables = {**manifest["database_tables"], table: {**manifest["database_tables"][table], "rows": manifest["database_tables"][table]["rows"] + 1}}
+    meta = {k: manifest[k] for k in ("kind", "database_vendor")} | {"database_tables": tables}
+    repo.snapshot_create([(name, tmp_path / "db" / name)], meta=meta)
+    err = StringIO()
+    with pytest.raises(CommandError, match="1 tables differ"):
+        call_command("backup", "test-restore", stdout=StringIO(), stderr=err)
+    assert json.loads(err.getvalue().split("mismatch: ", 1)[1])["table"] == table

@@ -1,4 +1,4 @@
-"""`manage.py backup create|list|verify|restore`: server backups (docs/backups.md).
+"""`manage.py backup create|list|verify|test-restore|restore`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -27,6 +27,8 @@ class Command(BaseCommand):
         listing = sub.add_parser("list", help="Snapshots, oldest first.")
         listing.add_argument("--json", action="store_true", help="One JSON object per snapshot.")
         sub.add_parser("verify", help="Re-read every chunk and check its MAC; exit 1 on any problem.")
+        drill = sub.add_parser("test-restore", help="Restore a snapshot's database into scratch space and compare every table; exit 1 on a mismatch.")
+        drill.add_argument("snapshot_id", nargs="?", default="latest", help="A snapshot id, or `latest` (default).")
         restore = sub.add_parser("restore", help="Restore a snapshot's files into a directory.")
         restore.add_argument("snapshot_id", help="A snapshot id, or `latest`.")
         restore.add_argument("--to", required=True, help="Target directory (must be empty unless --overwrite).")
@@ -48,6 +50,14 @@ class Command(BaseCommand):
                 if not report.ok:
                     raise CommandError(f"verify found {len(report.problems)} problems", returncode=1)
                 self.stdout.write(f"ok: {report.snapshots_checked} snapshots, {report.chunks_checked} chunks verified")
+            elif action == "test-restore":
+                snapshot_id = None if options["snapshot_id"] == "latest" else options["snapshot_id"]
+                report = services.backup_test_restore(snapshot_id=snapshot_id, repository_path=repository, progress=progress)
+                for mismatch in report["mismatches"]:
+                    self.stderr.write("mismatch: " + json.dumps(mismatch))
+                if not report["ok"]:
+                    raise CommandError(f"test restore of {report['snapshot']}: {len(report['mismatches'])} tables differ", returncode=1)
+                self.stdout.write(f"ok: {report['snapshot']} restored, {report['tables_checked']} tables and {report['rows']} rows match")
             elif action == "restore":
                 snapshot_id = options["snapshot_id"]
                 if snapshot_id == "latest":
