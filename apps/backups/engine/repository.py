@@ -17,6 +17,8 @@ opens a repository with only its directory and the master key custodian. Format:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -168,6 +170,24 @@ class Repository:
         self._write_keys(blob, master_key_id)
         return master_key_id
 
+    # -- locking --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self, *, exclusive: bool):
+        """Backups share the repository; prune needs it alone (it deletes chunks a backup may be reusing).
+
+        flock(2) on `lock`: holds between processes of one host, which a local repository is.
+        """
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RepositoryError("the repository is busy (a backup or prune is running); retry later") from None
+            yield
+        finally:
+            os.close(fd)
+
     # -- files: written under a temporary name, renamed into place --------------------------------
 
     def _tmp_file(self, payload: bytes) -> Path:
@@ -253,6 +273,10 @@ class Repository:
 
     def snapshot_create(self, items: list[SourceItem | tuple[str, Path]], *, meta: dict, progress: Progress | None = None) -> dict:
         """Back up `items` (SourceItem, or (name in the snapshot, path on disk)) as one snapshot; its manifest."""
+        with self._lock(exclusive=False):
+            return self._snapshot_create(items, meta=meta, progress=progress)
+
+    def _snapshot_create(self, items: list[SourceItem | tuple[str, Path]], *, meta: dict, progress: Progress | None) -> dict:
         say = progress or (lambda line: None)
         started, clock = _now(), time.monotonic()
         snapshot_id = f"{started:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"  # sorts by start time
@@ -339,6 +363,48 @@ class Repository:
 
     def snapshots(self) -> list[dict]:
         return [self.snapshot_get(snapshot_id) for snapshot_id in self.snapshot_ids()]
+
+    # -- holds, forget, prune ---------------------------------------------------------------------
+
+    def _hold_path(self, snapshot_id: str) -> Path:
+        return self.path / "holds" / f"{snapshot_id}.hold"
+
+    def hold_set(self, snapshot_id: str, *, reason: str) -> None:
+        """A legal hold: `forget` refuses the snapshot until the hold is released."""
+        self.snapshot_get(snapshot_id)
+        (self.path / "holds").mkdir(exist_ok=True, mode=0o700)
+        self._put_new(self._hold_path(snapshot_id), json.dumps({"reason": reason, "created_at": _now().isoformat()}).encode())
+
+    def hold_release(self, snapshot_id: str) -> None:
+        self._hold_path(snapshot_id).unlink(missing_ok=True)
+
+    def holds(self) -> set[str]:
+        return {p.name[: -len(".hold")] for p in (self.path / "holds").glob("*.hold")}
+
+    def forget(self, snapshot_ids: list[str], *, dry_run: bool = False) -> list[str]:
+        """Remove snapshots (not their chunks: `prune` does that); refuses all if any is held."""
+        for snapshot_id in snapshot_ids:
+            self.snapshot_get(snapshot_id)
+        held = sorted(set(snapshot_ids) & self.holds())
+        if held:
+            raise RepositoryError(f"legal hold on {', '.join(held)}: release it before forgetting")
+        if not dry_run:
+            for snapshot_id in snapshot_ids:
+                self._snapshot_path(snapshot_id).unlink()
+        return sorted(snapshot_ids)
+
+    def prune(self, *, dry_run: bool = False, progress: Progress | None = None) -> dict:
+        """Delete the chunks no snapshot references; refused while a backup runs."""
+        say = progress or (lambda line: None)
+        with self._lock(exclusive=True):
+            referenced = {c for manifest in self.snapshots() for entry in manifest["files"] for c in entry["chunks"]}
+            unused = [chunk_id for chunk_id in self.chunk_ids() if chunk_id not in referenced]
+            freed = sum(self._chunk_path(chunk_id).stat().st_size for chunk_id in unused)
+            if not dry_run:
+                for chunk_id in unused:
+                    self._chunk_path(chunk_id).unlink()
+        say(f"prune: {len(unused)} unreferenced chunks, {freed} bytes{' (dry run)' if dry_run else ' deleted'}")
+        return {"chunks": len(unused), "bytes": freed, "dry_run": dry_run}
 
     # -- verify and restore -----------------------------------------------------------------------
 

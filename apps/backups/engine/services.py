@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import platform
 import tempfile
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from django.db import connection
 
 from apps.backups.engine.drills import database_drill
 from apps.backups.engine.repository import Progress, Repository, RepositoryError, SourceItem, VerifyReport
+from apps.backups.engine.retention import RetentionPolicy, snapshots_to_keep
 from apps.backups.engine.sources import OBJECTS_PREFIX, database_snapshot
 from apps.photos import storage
 from signer.custody import Custody, CustodyError, custody_from_environ
@@ -111,6 +113,39 @@ def backup_test_restore(*, snapshot_id: str | None = None, repository_path: Path
     log = logger.info if report["ok"] else logger.error
     log("backup.test_restore", extra={"snapshot_id": snapshot_id, "tables": report["tables_checked"], "mismatches": len(report["mismatches"])})
     return report
+
+
+def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPolicy | None = None, dry_run: bool = False, repository_path: Path | None = None) -> dict:
+    """Forget the named snapshots, or those `policy` does not keep; held snapshots refuse the whole step."""
+    repo = backup_repository_open(repository_path=repository_path)
+    keep: dict[str, list[str]] = {}
+    if policy is not None:
+        if policy.empty():
+            raise RepositoryError("a retention policy that keeps nothing is refused; name snapshots to forget them")
+        started = [(m["id"], datetime.fromisoformat(m["started_at"])) for m in repo.snapshots()]
+        keep = snapshots_to_keep(started, policy)
+        snapshot_ids = [snapshot_id for snapshot_id, _ in started if snapshot_id not in keep]
+    forgotten = repo.forget(snapshot_ids or [], dry_run=dry_run)
+    # Deletion is its own step and always logged (audit event types for backups are not declared yet).
+    logger.warning("backup.forgotten", extra={"snapshots": forgotten, "dry_run": dry_run})
+    return {"forget": forgotten, "keep": keep, "dry_run": dry_run}
+
+
+def backup_prune(*, dry_run: bool = False, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+    """Delete chunks no snapshot references (refused while a backup runs)."""
+    result = backup_repository_open(repository_path=repository_path).prune(dry_run=dry_run, progress=progress)
+    logger.warning("backup.pruned", extra=result)
+    return result
+
+
+def backup_hold(*, snapshot_id: str, reason: str = "", release: bool = False, repository_path: Path | None = None) -> None:
+    """Set (or release) a legal hold on a snapshot."""
+    repo = backup_repository_open(repository_path=repository_path)
+    if release:
+        repo.hold_release(snapshot_id)
+    else:
+        repo.hold_set(snapshot_id, reason=reason)
+    logger.warning("backup.hold", extra={"snapshot_id": snapshot_id, "released": release})
 
 
 def backup_master_keys_rewrap(*, custody_: Custody, new_master: str) -> set[str]:

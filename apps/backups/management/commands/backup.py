@@ -1,4 +1,4 @@
-"""`manage.py backup create|list|verify|test-restore|restore`: server backups (docs/backups.md).
+"""`manage.py backup create|list|verify|test-restore|restore|forget|prune|hold`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.engine import services
 from apps.backups.engine.repository import RepositoryError
+from apps.backups.engine.retention import RetentionPolicy
 from apps.backups.engine.sources import SourceError
 from signer.custody import CustodyError, CustodyUnavailable
 
@@ -29,6 +30,17 @@ class Command(BaseCommand):
         sub.add_parser("verify", help="Re-read every chunk and check its MAC; exit 1 on any problem.")
         drill = sub.add_parser("test-restore", help="Restore a snapshot's database into scratch space and compare every table; exit 1 on a mismatch.")
         drill.add_argument("snapshot_id", nargs="?", default="latest", help="A snapshot id, or `latest` (default).")
+        forget = sub.add_parser("forget", help="Remove snapshots (named, or those a GFS policy does not keep); held ones refuse.")
+        forget.add_argument("snapshot_ids", nargs="*")
+        for rule in ("last", "daily", "weekly", "monthly", "yearly"):
+            forget.add_argument(f"--keep-{rule}", type=int, default=0)
+        forget.add_argument("--dry-run", action="store_true", help="Show what would go; change nothing.")
+        prune = sub.add_parser("prune", help="Delete chunks no snapshot references.")
+        prune.add_argument("--dry-run", action="store_true")
+        hold = sub.add_parser("hold", help="Set or release a legal hold on a snapshot.")
+        hold.add_argument("snapshot_id")
+        hold.add_argument("--reason", default="")
+        hold.add_argument("--release", action="store_true")
         restore = sub.add_parser("restore", help="Restore a snapshot's files into a directory.")
         restore.add_argument("snapshot_id", help="A snapshot id, or `latest`.")
         restore.add_argument("--to", required=True, help="Target directory (must be empty unless --overwrite).")
@@ -58,6 +70,23 @@ class Command(BaseCommand):
                 if not report["ok"]:
                     raise CommandError(f"test restore of {report['snapshot']}: {len(report['mismatches'])} tables differ", returncode=1)
                 self.stdout.write(f"ok: {report['snapshot']} restored, {report['tables_checked']} tables and {report['rows']} rows match")
+            elif action == "forget":
+                policy = RetentionPolicy(**{f"keep_{r}": options[f"keep_{r}"] for r in ("last", "daily", "weekly", "monthly", "yearly")})
+                if policy.empty() == (not options["snapshot_ids"]):
+                    raise CommandError("name snapshots or give --keep-* rules (not both)")
+                result = services.backup_forget(
+                    snapshot_ids=options["snapshot_ids"] or None, policy=None if policy.empty() else policy, dry_run=options["dry_run"], repository_path=repository
+                )
+                verb = "would forget" if options["dry_run"] else "forgot"
+                for snapshot_id in result["forget"]:
+                    self.stdout.write(f"{verb} {snapshot_id}")
+                for snapshot_id, reasons in sorted(result["keep"].items()):
+                    self.stdout.write(f"keep {snapshot_id} ({', '.join(reasons)})")
+            elif action == "prune":
+                services.backup_prune(dry_run=options["dry_run"], repository_path=repository, progress=progress)
+            elif action == "hold":
+                services.backup_hold(snapshot_id=options["snapshot_id"], reason=options["reason"], release=options["release"], repository_path=repository)
+                self.stdout.write(f"hold {'released' if options['release'] else 'set'} on {options['snapshot_id']}")
             elif action == "restore":
                 snapshot_id = options["snapshot_id"]
                 if snapshot_id == "latest":
