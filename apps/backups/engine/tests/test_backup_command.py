@@ -30,7 +30,7 @@ def _users(count: int) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_create_then_restore_gives_back_the_database_rows(repository_dir, tmp_path):
     _users(25)
-    output = _backup("create")
+    output = _backup("run")
     assert "%" in output and "done" in output  # progress lines
     snapshot_id = services.backup_repository_open().snapshot_ids()[0]
     _backup("restore", snapshot_id, "--to", str(tmp_path / "restored"))

@@ -1,4 +1,4 @@
-"""`manage.py backup create|list|verify|test-restore|restore|forget|prune|hold`: server backups (docs/backups.md).
+"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -23,7 +23,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--repository", help="Repository directory (default: settings.BACKUP_REPOSITORY_DIR).")
         sub = parser.add_subparsers(dest="action", required=True)
-        create = sub.add_parser("create", help="Snapshot the database and the photo objects into the repository.")
+        create = sub.add_parser("run", aliases=["create"], help="Snapshot the database and the photo objects into the repository.")
         create.add_argument("--database-only", action="store_true", help="Leave the photo objects out.")
         listing = sub.add_parser("list", help="Snapshots, oldest first.")
         listing.add_argument("--json", action="store_true", help="One JSON object per snapshot.")
@@ -49,7 +49,7 @@ class Command(BaseCommand):
     def handle(self, *args, action, repository=None, **options):
         progress = self.stdout.write
         try:
-            if action == "create":
+            if action in ("run", "create"):
                 manifest = services.backup_create(objects=not options["database_only"], repository_path=repository, progress=progress)
                 self.stdout.write(self._line(manifest))
             elif action == "list":
