@@ -7,10 +7,13 @@ and which master-key custodian to use (signer/custody.py, the same one signing k
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import platform
+import re
 import tempfile
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
@@ -21,9 +24,10 @@ from django.db import connection
 from apps.backups.engine.drills import database_drill
 from apps.backups.engine.repository import Progress, Repository, RepositoryError, SourceItem, VerifyReport
 from apps.backups.engine.retention import RetentionPolicy, snapshots_to_keep
+from apps.backups.engine.secrets_bundle import bundle_open, bundle_seal, bundle_write_out
 from apps.backups.engine.sources import OBJECTS_PREFIX, database_snapshot
 from apps.photos import storage
-from signer.custody import Custody, CustodyError, custody_from_environ
+from signer.custody import Custody, CustodyError, LocalKeyFileCustody, custody_from_environ
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +150,45 @@ def backup_hold(*, snapshot_id: str, reason: str = "", release: bool = False, re
     else:
         repo.hold_set(snapshot_id, reason=reason)
     logger.warning("backup.hold", extra={"snapshot_id": snapshot_id, "released": release})
+
+
+# Variables read outside settings.py: the signer's custody (signer/custody.py) and the var dir.
+_EXTRA_ENVIRONMENT_PREFIXES = ("SIGNING_", "HOMEPOCKET_")
+
+
+def _configuration_variables() -> set[str]:
+    """The names settings.py reads through its env_* helpers (and their NAME_FILE forms)."""
+    source = Path(importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "homepocket.settings")).__file__).read_text()
+    names = set(re.findall(r'env_[a-z]+\(\s*"([A-Z][A-Z0-9_]*)"', source))
+    return names | {f"{name}_FILE" for name in names}
+
+
+def backup_secrets_export(*, passphrase: str) -> bytes:
+    """The configuration-and-secrets bundle, sealed under `passphrase` (engine/secrets_bundle.py)."""
+    wanted = _configuration_variables()
+    environment = {name: value for name, value in os.environ.items() if name in wanted or name.startswith(_EXTRA_ENVIRONMENT_PREFIXES)}
+    # A secret given as NAME_FILE (Docker/Kubernetes secrets) is kept by value: the path alone restores nothing.
+    files = {name: Path(path).read_text() for name, path in environment.items() if name.endswith("_FILE") and Path(path).is_file()}
+    custody = custody_from_environ()
+    master_key = {"kind": type(custody).__name__, "current_key_id": custody.current_key_id()}
+    if isinstance(custody, LocalKeyFileCustody):
+        master_key["file"] = custody.path.read_text()
+    contents = {
+        "version": 1,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "secrets": {"secret_key": settings.SECRET_KEY, "audit_hash_key": settings.AUDIT_HASH_KEY, "object_url_secret": settings.OBJECT_URL_SECRET},
+        "environment": environment,
+        "environment_files": files,
+        "master_key": master_key,
+    }
+    blob = bundle_seal(contents, passphrase=passphrase)
+    logger.warning("backup.secrets_exported", extra={"master_key": master_key["kind"], "environment_variables": len(environment)})
+    return blob
+
+
+def backup_secrets_restore(*, blob: bytes, passphrase: str, to: Path, overwrite: bool = False) -> list[Path]:
+    """Open a bundle and lay it out under `to` (a var directory and an `environment` file); no database needed."""
+    return bundle_write_out(bundle_open(blob, passphrase=passphrase), to=to, overwrite=overwrite)
 
 
 def backup_master_keys_rewrap(*, custody_: Custody, new_master: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold`: server backups (docs/backups.md).
+"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|secrets-export|secrets-restore`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -7,12 +7,15 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.engine import services
 from apps.backups.engine.repository import RepositoryError
 from apps.backups.engine.retention import RetentionPolicy
+from apps.backups.engine.secrets_bundle import BundleError
 from apps.backups.engine.sources import SourceError
 from signer.custody import CustodyError, CustodyUnavailable
 
@@ -41,6 +44,14 @@ class Command(BaseCommand):
         hold.add_argument("snapshot_id")
         hold.add_argument("--reason", default="")
         hold.add_argument("--release", action="store_true")
+        export = sub.add_parser("secrets-export", help="Seal the configuration-and-secrets bundle (master key included) under a passphrase.")
+        export.add_argument("--to", required=True, help="Bundle file to write (must not exist).")
+        export.add_argument("--passphrase-file", required=True, help="File holding the passphrase (never on the command line).")
+        secrets_restore = sub.add_parser("secrets-restore", help="Open a bundle into a var directory and an `environment` file.")
+        secrets_restore.add_argument("bundle")
+        secrets_restore.add_argument("--to", required=True)
+        secrets_restore.add_argument("--passphrase-file", required=True)
+        secrets_restore.add_argument("--overwrite", action="store_true")
         restore = sub.add_parser("restore", help="Restore a snapshot's files into a directory.")
         restore.add_argument("snapshot_id", help="A snapshot id, or `latest`.")
         restore.add_argument("--to", required=True, help="Target directory (must be empty unless --overwrite).")
@@ -87,6 +98,21 @@ class Command(BaseCommand):
             elif action == "hold":
                 services.backup_hold(snapshot_id=options["snapshot_id"], reason=options["reason"], release=options["release"], repository_path=repository)
                 self.stdout.write(f"hold {'released' if options['release'] else 'set'} on {options['snapshot_id']}")
+            elif action == "secrets-export":
+                blob = services.backup_secrets_export(passphrase=_passphrase(options["passphrase_file"]))
+                try:
+                    fd = os.open(options["to"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:
+                    raise CommandError(f"{options['to']} exists; choose a new file") from None
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(blob)
+                self.stdout.write(f"secrets bundle written to {options['to']}: keep the passphrase apart from it")
+            elif action == "secrets-restore":
+                written = services.backup_secrets_restore(
+                    blob=Path(options["bundle"]).read_bytes(), passphrase=_passphrase(options["passphrase_file"]), to=Path(options["to"]), overwrite=options["overwrite"]
+                )
+                for path in written:
+                    self.stdout.write(f"wrote {path}")
             elif action == "restore":
                 snapshot_id = options["snapshot_id"]
                 if snapshot_id == "latest":
@@ -95,7 +121,7 @@ class Command(BaseCommand):
                         raise CommandError("the repository has no snapshots")
                     snapshot_id = ids[-1]
                 services.backup_restore(snapshot_id=snapshot_id, to=options["to"], overwrite=options["overwrite"], repository_path=repository, progress=progress)
-        except (RepositoryError, SourceError, CustodyError) as exc:
+        except (RepositoryError, SourceError, CustodyError, BundleError) as exc:
             raise CommandError(str(exc)) from None
         except CustodyUnavailable:
             raise CommandError("the master key custodian is unreachable; retry later") from None
@@ -107,6 +133,13 @@ class Command(BaseCommand):
             f"{s['id']}  {s['kind']}  {s['finished_at']}  {s['bytes_in']} bytes, {s['bytes_added']} added, "
             f"{s['chunks']} chunks ({s['chunks_new']} new), {s['duration_seconds']} s"
         )
+
+
+def _passphrase(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise CommandError(f"cannot read the passphrase file: {exc.strerror}") from None
 
 
 def _summary(manifest: dict) -> dict:
