@@ -21,6 +21,7 @@ import django
 from django.conf import settings
 from django.db import connection
 
+from apps.backups.engine import metrics
 from apps.backups.engine.drills import database_drill
 from apps.backups.engine.repository import Progress, Repository, RepositoryError, SourceItem, VerifyReport
 from apps.backups.engine.retention import RetentionPolicy, snapshots_to_keep
@@ -55,6 +56,21 @@ def backup_create(*, objects: bool = True, repository_path: Path | None = None, 
     The repository is made on first use. Objects are incremental: one listed with the size and
     modification time the previous snapshot recorded is not read again.
     """
+    try:
+        manifest = _backup_create(objects=objects, repository_path=repository_path, progress=progress)
+    except Exception as exc:
+        metrics.RUNS.labels(outcome="failure").inc()
+        logger.error("backup.failed", extra={"error": type(exc).__name__})
+        raise
+    metrics.RUNS.labels(outcome="success").inc()
+    metrics.BYTES_READ.inc(manifest["stats"]["bytes_in"])
+    metrics.BYTES_ADDED.inc(manifest["stats"]["bytes_stored_new"])
+    metrics.DURATION.observe(manifest["duration_seconds"])
+    metrics.LAST_SUCCESS.set(datetime.fromisoformat(manifest["finished_at"]).timestamp())
+    return manifest
+
+
+def _backup_create(*, objects: bool, repository_path: Path | None, progress: Progress | None) -> dict:
     repo = Repository.open_or_init(_repository_path(repository_path), custody=custody_from_environ())
     with tempfile.TemporaryDirectory(prefix="homepocket-backup-") as scratch:
         if progress:
@@ -92,6 +108,8 @@ def backup_repository_open(*, repository_path: Path | None = None) -> Repository
 def backup_verify(*, repository_path: Path | None = None, progress: Progress | None = None) -> VerifyReport:
     """Every chunk re-read and its MAC checked; every snapshot's chunks present and sound."""
     report = backup_repository_open(repository_path=repository_path).verify(progress=progress)
+    for problem in report.problems:
+        metrics.VERIFY_PROBLEMS.labels(kind=problem["kind"]).inc()
     log = logger.info if report.ok else logger.error
     log("backup.verified", extra={"snapshots": report.snapshots_checked, "chunks": report.chunks_checked, "problems": len(report.problems)})
     return report

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
+from prometheus_client import REGISTRY
 
 from apps.backups.engine import services
 from apps.backups.engine.repository import Repository
@@ -160,3 +161,28 @@ def test_a_test_restore_reports_a_table_that_differs_from_the_record(repository_
     with pytest.raises(CommandError, match="1 tables differ"):
         call_command("backup", "test-restore", stdout=StringIO(), stderr=err)
     assert json.loads(err.getvalue().split("mismatch: ", 1)[1])["table"] == table
+
+
+def _sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_successful_run_is_counted_with_its_bytes(repository_dir):
+    before = (_sample("homepocket_backup_runs_total", outcome="success"), _sample("homepocket_backup_read_bytes_total"))
+    manifest = services.backup_create()
+    assert _sample("homepocket_backup_runs_total", outcome="success") == before[0] + 1
+    assert _sample("homepocket_backup_read_bytes_total") == before[1] + manifest["stats"]["bytes_in"]
+    assert _sample("homepocket_backup_last_success_timestamp_seconds") > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_the_custodian_refuses_is_counted_as_a_failure(repository_dir, tmp_path):
+    key_file = tmp_path / "master-key.json"
+    LocalKeyFileCustody(key_file)
+    key_file.chmod(0o644)  # custody refuses a master key others can read
+    before = _sample("homepocket_backup_runs_total", outcome="failure")
+    with pytest.raises(CommandError, match="readable by others"):
+        _backup("run")
+    assert _sample("homepocket_backup_runs_total", outcome="failure") == before + 1
+    assert not (repository_dir / "config.json").exists()
