@@ -325,6 +325,11 @@ SHARE_DELIVERY_DEADLINE_SECONDS = env_int("SHARE_DELIVERY_DEADLINE_SECONDS", 7 *
 SHARE_DELIVERY_RETRY_BASE_SECONDS = env_float("SHARE_DELIVERY_RETRY_BASE_SECONDS", 1.0)
 SHARE_DELIVERY_RETRY_MAX_SECONDS = env_float("SHARE_DELIVERY_RETRY_MAX_SECONDS", 300.0)
 
+# --- backups: server backups (docs/backups.md) -------------------------------------------------
+
+# The local directory of the backup repository (docs/backup-format.md); S3 repositories come later.
+BACKUP_REPOSITORY_DIR = Path(env_str("BACKUP_REPOSITORY_DIR", str(VAR_DIR / "backups" / "repository")))
+
 # --- pairing ----------------------------------------------------------------------------------
 
 BOOK_MAX_DEVICES = env_int("BOOK_MAX_DEVICES", 10)

@@ -154,6 +154,13 @@ def objects_list() -> Iterator[StoredObject]:
         yield StoredObject(path.relative_to(root).as_posix(), stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
 
 
+def object_read(key: str) -> bytes:
+    """The stored object's bytes (server backups read the store through this; photos are a few MiB)."""
+    if s3_enabled():
+        return _s3_call(lambda c: c.get_object(Bucket=settings.S3_BUCKET, Key=key)["Body"].read())
+    return _local_path(key).read_bytes()
+
+
 def partial_uploads_purge(*, older_than: float, dry_run: bool) -> list[str]:
     """Local mode: remove temporary files of uploads that died mid-stream (a crashed process)."""
     if s3_enabled():

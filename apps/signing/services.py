@@ -82,7 +82,7 @@ async def signing_sign(*, api_key_id: UUID, key_id: UUID, digest: bytes) -> dict
 
 # Functions (custody_=, new_master=) -> master key ids still in use, one per app that stores data
 # wrapped by the master key: share delivery now, server backups' key bundle when it lands.
-MASTER_KEY_USERS = ["apps.backups.delivery.keys.delivery_master_keys_rewrap"]
+MASTER_KEY_USERS = ["apps.backups.delivery.keys.delivery_master_keys_rewrap", "apps.backups.engine.services.backup_master_keys_rewrap"]
 
 
 def signing_master_key_rotate(*, progress=None, batch_size: int = 500) -> dict:

@@ -1,0 +1,477 @@
+"""A content-addressed, deduplicated, encrypted backup repository in a local directory.
+
+Imports nothing from Django: in the disaster case (the database is gone) `manage.py backup restore`
+opens a repository with only its directory and the master key custodian. Format: docs/backup-format.md.
+
+- Files are cut into content-defined chunks (FastCDC 2020, pyfastcdc), so an insert shifts no
+  later chunk boundaries and unchanged data deduplicates across snapshots.
+- A chunk's id is HMAC-SHA256 under the repository's id key, not a plain hash: whoever reads the
+  store cannot confirm a guess of its contents by hashing it.
+- Each chunk is zstd-compressed, then sealed with AES-256-GCM under the repository's data key, the
+  chunk id as associated data (a chunk cannot be swapped for another); the data and id keys are
+  wrapped by the master key custody (signer/custody.py), bound to the repository id.
+- Appending never rewrites a chunk (one that exists is skipped); each file lands under a temporary
+  name and is renamed into place, and a snapshot's manifest is written last, so a run killed
+  mid-way leaves only unreferenced chunks and no listed snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pyfastcdc import FastCDC
+
+from signer.custody import Custody
+
+FORMAT_NAME = "homepocket-backup"
+FORMAT_VERSION = 1
+KEY_CONTEXT_PREFIX = b"homepocket/backups/repository/v1/"
+BLOB_MAGIC = b"HPB1"
+NONCE_BYTES = 12
+CODEC_NONE, CODEC_ZSTD = 0, 1
+CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
+ZSTD_LEVEL = 3
+
+Progress = Callable[[str], None]
+
+
+class RepositoryError(Exception):
+    """A repository that cannot be used as asked (missing, already there, unknown snapshot, damage)."""
+
+
+@dataclass
+class VerifyReport:
+    snapshots_checked: int = 0
+    chunks_checked: int = 0
+    problems: list[dict] = field(default_factory=list)  # {"kind", "chunk", "snapshot"?}
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One file of a snapshot: read from `path`, or from `read()` (an object in the photo store).
+
+    `stamp` is anything that changes whenever the content does (an object's modification time):
+    an item whose name, size and stamp equal an entry of the parent snapshot reuses that entry's
+    chunks without being read, which makes the object backup incremental. Empty: always read.
+    """
+
+    name: str
+    size: int
+    path: Path | None = None
+    read: Callable[[], bytes] | None = None
+    stamp: str = ""
+
+    @classmethod
+    def of_file(cls, name: str, path: Path) -> SourceItem:
+        return cls(name=name, size=Path(path).stat().st_size, path=Path(path))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Repository:
+    """One repository directory opened with its keys; `init` makes one, `open` reads one."""
+
+    def __init__(self, path: Path, config: dict, data_key: bytes, id_key: bytes, master_key_id: str):
+        self.path = path
+        self.config = config
+        self._aead = AESGCM(data_key)
+        self._id_key = id_key
+        self.master_key_id = master_key_id
+        chunker = config["chunker"]
+        self._cdc = FastCDC(min_size=chunker["min_size"], avg_size=chunker["avg_size"], max_size=chunker["max_size"])
+
+    # -- creating and opening ------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: Path, *, custody: Custody) -> Repository:
+        """A new, empty repository at `path` (which must not hold one yet)."""
+        path = Path(path)
+        if (path / "config.json").exists():
+            raise RepositoryError(f"{path} already holds a repository")
+        for sub in ("data", "snapshots", "tmp"):
+            (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        repository_id = secrets.token_hex(16)
+        config = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "repository_id": repository_id,
+            "created_at": _now().isoformat(),
+            "chunker": {"algorithm": "fastcdc2020", "min_size": CHUNK_MIN, "avg_size": CHUNK_AVG, "max_size": CHUNK_MAX},
+            "chunk_id": "hmac-sha256",
+            "cipher": "aes-256-gcm",
+            "compression": "zstd",
+        }
+        keys = secrets.token_bytes(64)  # data key ‖ id key
+        blob, master_key_id = custody.wrap(keys, context=KEY_CONTEXT_PREFIX + bytes.fromhex(repository_id))
+        repo = cls(path, config, keys[:32], keys[32:], master_key_id)
+        repo._write_keys(blob, master_key_id)
+        repo._put_new(path / "config.json", json.dumps(config, indent=2).encode())
+        return repo
+
+    @classmethod
+    def open(cls, path: Path, *, custody: Custody) -> Repository:
+        path = Path(path)
+        try:
+            config = json.loads((path / "config.json").read_text())
+            keyfile = json.loads((path / "keys.json").read_text())
+        except FileNotFoundError:
+            raise RepositoryError(f"no repository at {path}") from None
+        if config.get("format") != FORMAT_NAME or config.get("version") != FORMAT_VERSION:
+            raise RepositoryError(f"unsupported repository format {config.get('format')} v{config.get('version')}")
+        keys = custody.unwrap(bytes.fromhex(keyfile["wrapped_keys"]), context=cls._key_context(config))
+        return cls(path, config, keys[:32], keys[32:], keyfile["master_key_id"])
+
+    @classmethod
+    def open_or_init(cls, path: Path, *, custody: Custody) -> Repository:
+        if (Path(path) / "config.json").exists():
+            return cls.open(path, custody=custody)
+        return cls.init(path, custody=custody)
+
+    @staticmethod
+    def master_key_id_of(path: Path) -> str:
+        """The id of the master key the repository at `path` is wrapped under (no key needed)."""
+        return json.loads((Path(path) / "keys.json").read_text())["master_key_id"]
+
+    @staticmethod
+    def _key_context(config: dict) -> bytes:
+        return KEY_CONTEXT_PREFIX + bytes.fromhex(config["repository_id"])
+
+    def _write_keys(self, blob: bytes, master_key_id: str) -> None:
+        payload = json.dumps({"master_key_id": master_key_id, "wrapped_keys": blob.hex()}).encode()
+        tmp = self._tmp_file(payload)
+        os.replace(tmp, self.path / "keys.json")  # the only file ever replaced: keys re-wrapped, same plaintext
+        self.master_key_id = master_key_id
+
+    def keys_rewrap(self, *, custody: Custody) -> str:
+        """Re-wrap the repository keys under the custodian's current master key; returns its id."""
+        keyfile = json.loads((self.path / "keys.json").read_text())
+        blob, master_key_id = custody.rewrap(bytes.fromhex(keyfile["wrapped_keys"]), context=self._key_context(self.config))
+        self._write_keys(blob, master_key_id)
+        return master_key_id
+
+    # -- locking --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self, *, exclusive: bool):
+        """Backups share the repository; prune needs it alone (it deletes chunks a backup may be reusing).
+
+        flock(2) on `lock`: holds between processes of one host, which a local repository is.
+        """
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RepositoryError("the repository is busy (a backup or prune is running); retry later") from None
+            yield
+        finally:
+            os.close(fd)
+
+    # -- files: written under a temporary name, renamed into place --------------------------------
+
+    def _tmp_file(self, payload: bytes) -> Path:
+        tmp = self.path / "tmp" / f"{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return tmp
+
+    def _put_new(self, target: Path, payload: bytes) -> bool:
+        """Write `target` unless it exists; never overwrite (appending never rewrites). True if written."""
+        if target.exists():
+            return False
+        target.parent.mkdir(exist_ok=True, mode=0o700)
+        tmp = self._tmp_file(payload)
+        try:
+            os.link(tmp, target)  # fails if another writer put the same chunk meanwhile: fine, same content
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        return True
+
+    # -- sealing --------------------------------------------------------------------------------
+
+    def _seal(self, plaintext: bytes, *, aad: bytes, compress: bool = True) -> bytes:
+        codec, body = CODEC_NONE, plaintext
+        if compress:
+            packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(plaintext)
+            if len(packed) < len(plaintext):
+                codec, body = CODEC_ZSTD, packed
+        nonce = os.urandom(NONCE_BYTES)
+        return BLOB_MAGIC + nonce + self._aead.encrypt(nonce, struct.pack(">B", codec) + body, aad)
+
+    def _open_sealed(self, blob: bytes, *, aad: bytes) -> bytes:
+        if blob[:4] != BLOB_MAGIC:
+            raise RepositoryError("not a repository blob")
+        nonce = blob[4 : 4 + NONCE_BYTES]
+        try:
+            inner = self._aead.decrypt(nonce, blob[4 + NONCE_BYTES :], aad)
+        except InvalidTag:
+            raise RepositoryError("authentication failed (damaged or tampered)") from None
+        codec, body = inner[0], inner[1:]
+        if codec == CODEC_ZSTD:
+            return zstandard.ZstdDecompressor().decompress(body)
+        return body
+
+    # -- chunks ---------------------------------------------------------------------------------
+
+    def chunk_id(self, data: bytes) -> str:
+        return hmac.new(self._id_key, data, hashlib.sha256).hexdigest()
+
+    def _chunk_path(self, chunk_id: str) -> Path:
+        return self.path / "data" / chunk_id[:2] / chunk_id
+
+    def chunk_put(self, data: bytes) -> tuple[str, int]:
+        """(chunk id, bytes newly stored: 0 when the repository already had it)."""
+        chunk_id = self.chunk_id(data)
+        target = self._chunk_path(chunk_id)
+        if target.exists():
+            return chunk_id, 0
+        blob = self._seal(data, aad=b"chunk:" + bytes.fromhex(chunk_id))
+        return chunk_id, len(blob) if self._put_new(target, blob) else 0
+
+    def chunk_get(self, chunk_id: str) -> bytes:
+        try:
+            blob = self._chunk_path(chunk_id).read_bytes()
+        except FileNotFoundError:
+            raise RepositoryError(f"chunk {chunk_id} missing") from None
+        data = self._open_sealed(blob, aad=b"chunk:" + bytes.fromhex(chunk_id))
+        if not hmac.compare_digest(self.chunk_id(data), chunk_id):
+            raise RepositoryError(f"chunk {chunk_id} does not match its id")
+        return data
+
+    def chunk_ids(self) -> Iterator[str]:
+        for sub in sorted((self.path / "data").iterdir()):
+            for chunk in sorted(sub.iterdir()):
+                yield chunk.name
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def snapshot_create(self, items: list[SourceItem | tuple[str, Path]], *, meta: dict, progress: Progress | None = None) -> dict:
+        """Back up `items` (SourceItem, or (name in the snapshot, path on disk)) as one snapshot; its manifest."""
+        with self._lock(exclusive=False):
+            return self._snapshot_create(items, meta=meta, progress=progress)
+
+    def _snapshot_create(self, items: list[SourceItem | tuple[str, Path]], *, meta: dict, progress: Progress | None) -> dict:
+        say = progress or (lambda line: None)
+        started, clock = _now(), time.monotonic()
+        snapshot_id = f"{started:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"  # sorts by start time
+        items = [item if isinstance(item, SourceItem) else SourceItem.of_file(*item) for item in items]
+        parent = self._parent_entries()
+        total = sum(item.size for item in items)
+        entries = []
+        stats = {"bytes_in": 0, "chunks": 0, "chunks_new": 0, "bytes_stored_new": 0, "files": len(items), "files_unchanged": 0, "parent": parent["id"]}
+        done = 0
+        for item in items:
+            _check_name(item.name)
+            previous = parent["entries"].get(item.name)
+            if item.stamp and previous and previous.get("stamp") == item.stamp and previous["size"] == item.size:
+                entries.append(previous)  # unchanged since the parent snapshot: not read again
+                stats["files_unchanged"] += 1
+                stats["chunks"] += len(previous["chunks"])
+                done += item.size
+                continue
+            digest, chunk_list, size = hashlib.sha256(), [], 0
+            for data in self._cut(item):
+                digest.update(data)
+                chunk_id, stored = self.chunk_put(data)
+                chunk_list.append(chunk_id)
+                size += len(data)
+                stats["chunks"] += 1
+                stats["bytes_in"] += len(data)
+                if stored:
+                    stats["chunks_new"] += 1
+                    stats["bytes_stored_new"] += stored
+                done += len(data)
+                say(f"backup {snapshot_id}: {done}/{total} bytes ({100 * done // max(total, 1)}%), {stats['chunks_new']} new chunks")
+            entry = {"name": item.name, "size": size, "sha256": digest.hexdigest(), "chunks": chunk_list}
+            if item.stamp:
+                entry["stamp"] = item.stamp
+            entries.append(entry)
+        manifest = {
+            "version": FORMAT_VERSION,
+            "id": snapshot_id,
+            "started_at": started.isoformat(),
+            "finished_at": _now().isoformat(),
+            "duration_seconds": round(time.monotonic() - clock, 3),
+            "files": entries,
+            "stats": stats,
+            **meta,
+        }
+        # Written last: until this rename the snapshot does not exist, whatever chunks landed.
+        self._put_new(self._snapshot_path(snapshot_id), self._seal(json.dumps(manifest).encode(), aad=b"snapshot:" + snapshot_id.encode()))
+        say(
+            f"backup {snapshot_id}: done, {stats['bytes_in']} bytes read, {stats['files_unchanged']} unchanged files skipped, "
+            f"{stats['bytes_stored_new']} bytes added"
+        )
+        return manifest
+
+    def _cut(self, item: SourceItem) -> Iterator[bytes]:
+        if item.path is not None:
+            if item.size:
+                for cut in self._cdc.cut_file(str(item.path)):
+                    yield bytes(cut.data)
+            return
+        data = item.read()
+        if len(data) != item.size:
+            raise RepositoryError(f"{item.name}: read {len(data)} bytes, listed as {item.size}")
+        for cut in self._cdc.cut_buf(data):
+            yield bytes(cut.data)
+
+    def _parent_entries(self) -> dict:
+        """The latest snapshot's entries by name (the parent an incremental backup compares with)."""
+        ids = self.snapshot_ids()
+        if not ids:
+            return {"id": None, "entries": {}}
+        return {"id": ids[-1], "entries": {entry["name"]: entry for entry in self.snapshot_get(ids[-1])["files"]}}
+
+    def _snapshot_path(self, snapshot_id: str) -> Path:
+        return self.path / "snapshots" / f"{snapshot_id}.snap"
+
+    def snapshot_ids(self) -> list[str]:
+        return sorted(p.name[: -len(".snap")] for p in (self.path / "snapshots").glob("*.snap"))
+
+    def snapshot_get(self, snapshot_id: str) -> dict:
+        if "/" in snapshot_id or not self._snapshot_path(snapshot_id).exists():
+            raise RepositoryError(f"no snapshot {snapshot_id}")
+        blob = self._snapshot_path(snapshot_id).read_bytes()
+        return json.loads(self._open_sealed(blob, aad=b"snapshot:" + snapshot_id.encode()))
+
+    def snapshots(self) -> list[dict]:
+        return [self.snapshot_get(snapshot_id) for snapshot_id in self.snapshot_ids()]
+
+    # -- holds, forget, prune ---------------------------------------------------------------------
+
+    def _hold_path(self, snapshot_id: str) -> Path:
+        return self.path / "holds" / f"{snapshot_id}.hold"
+
+    def hold_set(self, snapshot_id: str, *, reason: str) -> None:
+        """A legal hold: `forget` refuses the snapshot until the hold is released."""
+        self.snapshot_get(snapshot_id)
+        (self.path / "holds").mkdir(exist_ok=True, mode=0o700)
+        self._put_new(self._hold_path(snapshot_id), json.dumps({"reason": reason, "created_at": _now().isoformat()}).encode())
+
+    def hold_release(self, snapshot_id: str) -> None:
+        self._hold_path(snapshot_id).unlink(missing_ok=True)
+
+    def holds(self) -> set[str]:
+        return {p.name[: -len(".hold")] for p in (self.path / "holds").glob("*.hold")}
+
+    def forget(self, snapshot_ids: list[str], *, dry_run: bool = False) -> list[str]:
+        """Remove snapshots (not their chunks: `prune` does that); refuses all if any is held."""
+        for snapshot_id in snapshot_ids:
+            self.snapshot_get(snapshot_id)
+        held = sorted(set(snapshot_ids) & self.holds())
+        if held:
+            raise RepositoryError(f"legal hold on {', '.join(held)}: release it before forgetting")
+        if not dry_run:
+            for snapshot_id in snapshot_ids:
+                self._snapshot_path(snapshot_id).unlink()
+        return sorted(snapshot_ids)
+
+    def prune(self, *, dry_run: bool = False, progress: Progress | None = None) -> dict:
+        """Delete the chunks no snapshot references; refused while a backup runs."""
+        say = progress or (lambda line: None)
+        with self._lock(exclusive=True):
+            referenced = {c for manifest in self.snapshots() for entry in manifest["files"] for c in entry["chunks"]}
+            unused = [chunk_id for chunk_id in self.chunk_ids() if chunk_id not in referenced]
+            freed = sum(self._chunk_path(chunk_id).stat().st_size for chunk_id in unused)
+            if not dry_run:
+                for chunk_id in unused:
+                    self._chunk_path(chunk_id).unlink()
+        say(f"prune: {len(unused)} unreferenced chunks, {freed} bytes{' (dry run)' if dry_run else ' deleted'}")
+        return {"chunks": len(unused), "bytes": freed, "dry_run": dry_run}
+
+    # -- verify and restore -----------------------------------------------------------------------
+
+    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
+        """Re-read every chunk (its MAC and its id) and check every snapshot's chunks are there and sound."""
+        say = progress or (lambda line: None)
+        report, bad = VerifyReport(), {}
+        chunk_ids = list(self.chunk_ids())
+        for n, chunk_id in enumerate(chunk_ids, 1):
+            try:
+                self.chunk_get(chunk_id)
+            except RepositoryError as exc:
+                bad[chunk_id] = "corrupt"
+                report.problems.append({"kind": "corrupt_chunk", "chunk": chunk_id, "detail": str(exc)})
+            report.chunks_checked += 1
+            if n % 100 == 0 or n == len(chunk_ids):
+                say(f"verify: {n}/{len(chunk_ids)} chunks read")
+        present = set(chunk_ids)
+        for snapshot_id in self.snapshot_ids():
+            try:
+                manifest = self.snapshot_get(snapshot_id)
+            except RepositoryError as exc:
+                report.problems.append({"kind": "corrupt_snapshot", "snapshot": snapshot_id, "detail": str(exc)})
+                continue
+            report.snapshots_checked += 1
+            for entry in manifest["files"]:
+                for chunk_id in entry["chunks"]:
+                    if chunk_id not in present:
+                        report.problems.append({"kind": "missing_chunk", "chunk": chunk_id, "snapshot": snapshot_id, "file": entry["name"]})
+                    elif chunk_id in bad:
+                        report.problems.append({"kind": "damaged_chunk", "chunk": chunk_id, "snapshot": snapshot_id, "file": entry["name"]})
+        say(f"verify: {report.snapshots_checked} snapshots, {report.chunks_checked} chunks, {len(report.problems)} problems")
+        return report
+
+    def restore(self, snapshot_id: str, *, to: Path, overwrite: bool = False, only: set[str] | None = None, progress: Progress | None = None) -> dict:
+        """Write the snapshot's files (or those named in `only`) under `to`, each checked against its SHA-256."""
+        say = progress or (lambda line: None)
+        manifest = self.snapshot_get(snapshot_id)
+        to = Path(to)
+        if to.exists() and any(to.iterdir()) and not overwrite:
+            raise RepositoryError(f"{to} is not empty; pass --overwrite to restore over it")
+        entries = [entry for entry in manifest["files"] if only is None or entry["name"] in only]
+        total = sum(entry["size"] for entry in entries)
+        done = 0
+        for entry in entries:
+            target = to / _check_name(entry["name"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            digest = hashlib.sha256()
+            with open(partial, "wb") as out:
+                for chunk_id in entry["chunks"]:
+                    data = self.chunk_get(chunk_id)
+                    digest.update(data)
+                    out.write(data)
+                    done += len(data)
+                    say(f"restore {snapshot_id}: {done}/{total} bytes ({100 * done // max(total, 1)}%)")
+            if digest.hexdigest() != entry["sha256"]:
+                partial.unlink()
+                raise RepositoryError(f"{entry['name']} does not match its recorded checksum")
+            os.replace(partial, target)
+        say(f"restore {snapshot_id}: done, {len(entries)} files into {to}")
+        return manifest
+
+
+def _check_name(name: str) -> PurePosixPath:
+    """A file name inside a snapshot: relative, no `..` (a manifest must not write outside the target)."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise RepositoryError(f"unsafe file name in snapshot: {name!r}")
+    return path

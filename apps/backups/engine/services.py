@@ -1,0 +1,228 @@
+"""Server backups as the rest of the server calls them: create, list, verify, restore, and re-wrap on rotation.
+
+The repository (engine/repository.py) holds everything a restore needs; these functions add the
+Django side: where the repository is (settings.BACKUP_REPOSITORY_DIR), which database to copy,
+and which master-key custodian to use (signer/custody.py, the same one signing keys use).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import platform
+import re
+import tempfile
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import django
+from django.conf import settings
+from django.db import connection
+
+from apps.backups.engine import metrics
+from apps.backups.engine.drills import database_drill
+from apps.backups.engine.repository import Progress, Repository, RepositoryError, SourceItem, VerifyReport
+from apps.backups.engine.retention import RetentionPolicy, snapshots_to_keep
+from apps.backups.engine.secrets_bundle import bundle_open, bundle_seal, bundle_write_out
+from apps.backups.engine.sources import OBJECTS_PREFIX, database_snapshot
+from apps.photos import storage
+from signer.custody import Custody, CustodyError, LocalKeyFileCustody, custody_from_environ
+
+logger = logging.getLogger(__name__)
+
+
+def _repository_path(path: Path | None) -> Path:
+    return Path(path) if path is not None else Path(settings.BACKUP_REPOSITORY_DIR)
+
+
+def _source_version() -> dict:
+    """What wrote the data: the restore side compares it before loading a database copy."""
+    return {"api_version": settings.API_VERSION, "django": django.get_version(), "python": platform.python_version()}
+
+
+def _photo_objects() -> list[SourceItem]:
+    """Every photo object, read lazily; its modification time lets an unchanged one be skipped."""
+    return [
+        SourceItem(name=OBJECTS_PREFIX + obj.key, size=obj.size, read=partial(storage.object_read, obj.key), stamp=obj.modified_at.isoformat())
+        for obj in storage.objects_list()
+    ]
+
+
+def backup_create(*, objects: bool = True, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+    """A snapshot of the database (online backup / pg_dump) and, by default, the photo objects; its manifest.
+
+    The repository is made on first use. Objects are incremental: one listed with the size and
+    modification time the previous snapshot recorded is not read again.
+    """
+    try:
+        manifest = _backup_create(objects=objects, repository_path=repository_path, progress=progress)
+    except Exception as exc:
+        metrics.RUNS.labels(outcome="failure").inc()
+        logger.error("backup.failed", extra={"error": type(exc).__name__})
+        raise
+    metrics.RUNS.labels(outcome="success").inc()
+    metrics.BYTES_READ.inc(manifest["stats"]["bytes_in"])
+    metrics.BYTES_ADDED.inc(manifest["stats"]["bytes_stored_new"])
+    metrics.DURATION.observe(manifest["duration_seconds"])
+    metrics.LAST_SUCCESS.set(datetime.fromisoformat(manifest["finished_at"]).timestamp())
+    return manifest
+
+
+def _backup_create(*, objects: bool, repository_path: Path | None, progress: Progress | None) -> dict:
+    repo = Repository.open_or_init(_repository_path(repository_path), custody=custody_from_environ())
+    with tempfile.TemporaryDirectory(prefix="homepocket-backup-") as scratch:
+        if progress:
+            progress(f"backup: copying the {connection.vendor} database")
+        name, copy, tables = database_snapshot(settings_dict=connection.settings_dict, vendor=connection.vendor, scratch=Path(scratch))
+        items = [SourceItem.of_file(name, copy)]
+        if objects:
+            items += _photo_objects()
+            if progress:
+                progress(f"backup: {len(items) - 1} photo objects listed")
+        manifest = repo.snapshot_create(
+            items,
+            meta={
+                "kind": "database+objects" if objects else "database",
+                "database_vendor": connection.vendor,
+                "database_tables": tables,
+                "object_store": "s3" if storage.s3_enabled() else "local",
+                "source_version": _source_version(),
+                "host": platform.node(),
+            },
+            progress=progress,
+        )
+    logger.info(
+        "backup.created",
+        extra={"snapshot_id": manifest["id"], "bytes_in": manifest["stats"]["bytes_in"], "bytes_added": manifest["stats"]["bytes_stored_new"], "duration_seconds": manifest["duration_seconds"]},
+    )
+    return manifest
+
+
+def backup_repository_open(*, repository_path: Path | None = None) -> Repository:
+    """The existing repository (no database needed: the disaster case)."""
+    return Repository.open(_repository_path(repository_path), custody=custody_from_environ())
+
+
+def backup_verify(*, repository_path: Path | None = None, progress: Progress | None = None) -> VerifyReport:
+    """Every chunk re-read and its MAC checked; every snapshot's chunks present and sound."""
+    report = backup_repository_open(repository_path=repository_path).verify(progress=progress)
+    for problem in report.problems:
+        metrics.VERIFY_PROBLEMS.labels(kind=problem["kind"]).inc()
+    log = logger.info if report.ok else logger.error
+    log("backup.verified", extra={"snapshots": report.snapshots_checked, "chunks": report.chunks_checked, "problems": len(report.problems)})
+    return report
+
+
+def backup_restore(*, snapshot_id: str, to: Path, overwrite: bool = False, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+    """The snapshot's files written under `to` (never over existing files without `overwrite`)."""
+    manifest = backup_repository_open(repository_path=repository_path).restore(snapshot_id, to=Path(to), overwrite=overwrite, progress=progress)
+    logger.info("backup.restored", extra={"snapshot_id": snapshot_id, "files": len(manifest["files"])})
+    return manifest
+
+
+def backup_test_restore(*, snapshot_id: str | None = None, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+    """Restore the snapshot's (default: the latest's) database into scratch space and compare every table."""
+    repo = backup_repository_open(repository_path=repository_path)
+    if snapshot_id is None:
+        ids = repo.snapshot_ids()
+        if not ids:
+            raise RepositoryError("the repository has no snapshots")
+        snapshot_id = ids[-1]
+    with tempfile.TemporaryDirectory(prefix="homepocket-drill-") as scratch:
+        report = database_drill(repo=repo, snapshot_id=snapshot_id, settings_dict=connection.settings_dict, scratch=Path(scratch), progress=progress)
+    log = logger.info if report["ok"] else logger.error
+    log("backup.test_restore", extra={"snapshot_id": snapshot_id, "tables": report["tables_checked"], "mismatches": len(report["mismatches"])})
+    return report
+
+
+def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPolicy | None = None, dry_run: bool = False, repository_path: Path | None = None) -> dict:
+    """Forget the named snapshots, or those `policy` does not keep; held snapshots refuse the whole step."""
+    repo = backup_repository_open(repository_path=repository_path)
+    keep: dict[str, list[str]] = {}
+    if policy is not None:
+        if policy.empty():
+            raise RepositoryError("a retention policy that keeps nothing is refused; name snapshots to forget them")
+        started = [(m["id"], datetime.fromisoformat(m["started_at"])) for m in repo.snapshots()]
+        keep = snapshots_to_keep(started, policy)
+        snapshot_ids = [snapshot_id for snapshot_id, _ in started if snapshot_id not in keep]
+    forgotten = repo.forget(snapshot_ids or [], dry_run=dry_run)
+    # Deletion is its own step and always logged (audit event types for backups are not declared yet).
+    logger.warning("backup.forgotten", extra={"snapshots": forgotten, "dry_run": dry_run})
+    return {"forget": forgotten, "keep": keep, "dry_run": dry_run}
+
+
+def backup_prune(*, dry_run: bool = False, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+    """Delete chunks no snapshot references (refused while a backup runs)."""
+    result = backup_repository_open(repository_path=repository_path).prune(dry_run=dry_run, progress=progress)
+    logger.warning("backup.pruned", extra=result)
+    return result
+
+
+def backup_hold(*, snapshot_id: str, reason: str = "", release: bool = False, repository_path: Path | None = None) -> None:
+    """Set (or release) a legal hold on a snapshot."""
+    repo = backup_repository_open(repository_path=repository_path)
+    if release:
+        repo.hold_release(snapshot_id)
+    else:
+        repo.hold_set(snapshot_id, reason=reason)
+    logger.warning("backup.hold", extra={"snapshot_id": snapshot_id, "released": release})
+
+
+# Variables read outside settings.py: the signer's custody (signer/custody.py) and the var dir.
+_EXTRA_ENVIRONMENT_PREFIXES = ("SIGNING_", "HOMEPOCKET_")
+
+
+def _configuration_variables() -> set[str]:
+    """The names settings.py reads through its env_* helpers (and their NAME_FILE forms)."""
+    source = Path(importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "homepocket.settings")).__file__).read_text()
+    names = set(re.findall(r'env_[a-z]+\(\s*"([A-Z][A-Z0-9_]*)"', source))
+    return names | {f"{name}_FILE" for name in names}
+
+
+def backup_secrets_export(*, passphrase: str) -> bytes:
+    """The configuration-and-secrets bundle, sealed under `passphrase` (engine/secrets_bundle.py)."""
+    wanted = _configuration_variables()
+    environment = {name: value for name, value in os.environ.items() if name in wanted or name.startswith(_EXTRA_ENVIRONMENT_PREFIXES)}
+    # A secret given as NAME_FILE (Docker/Kubernetes secrets) is kept by value: the path alone restores nothing.
+    files = {name: Path(path).read_text() for name, path in environment.items() if name.endswith("_FILE") and Path(path).is_file()}
+    custody = custody_from_environ()
+    master_key = {"kind": type(custody).__name__, "current_key_id": custody.current_key_id()}
+    if isinstance(custody, LocalKeyFileCustody):
+        master_key["file"] = custody.path.read_text()
+    contents = {
+        "version": 1,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "secrets": {"secret_key": settings.SECRET_KEY, "audit_hash_key": settings.AUDIT_HASH_KEY, "object_url_secret": settings.OBJECT_URL_SECRET},
+        "environment": environment,
+        "environment_files": files,
+        "master_key": master_key,
+    }
+    blob = bundle_seal(contents, passphrase=passphrase)
+    logger.warning("backup.secrets_exported", extra={"master_key": master_key["kind"], "environment_variables": len(environment)})
+    return blob
+
+
+def backup_secrets_restore(*, blob: bytes, passphrase: str, to: Path, overwrite: bool = False) -> list[Path]:
+    """Open a bundle and lay it out under `to` (a var directory and an `environment` file); no database needed."""
+    return bundle_write_out(bundle_open(blob, passphrase=passphrase), to=to, overwrite=overwrite)
+
+
+def backup_master_keys_rewrap(*, custody_: Custody, new_master: str) -> set[str]:
+    """Re-wrap the configured repository's keys under `new_master`; the master key ids it still needs.
+
+    Listed in apps/signing/services.py MASTER_KEY_USERS, so the master-key rotation does not retire
+    the key the backup repository is wrapped under (that would make every backup unreadable).
+    """
+    path = _repository_path(None)
+    if not (path / "config.json").exists():
+        return set()
+    try:
+        repo = Repository.open(path, custody=custody_)
+        if repo.master_key_id != new_master:
+            repo.keys_rewrap(custody=custody_)
+    except CustodyError:
+        logger.error("backup.rewrap_failed", extra={"repository": str(path)})
+    current = Repository.master_key_id_of(path)
+    return set() if current == new_master else {current}

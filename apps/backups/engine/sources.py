@@ -1,0 +1,82 @@
+"""What a server backup reads: a consistent copy of the database, made into a scratch directory.
+
+- SQLite (embedded mode): SQLite's online backup API (`sqlite3.Connection.backup`), which copies
+  a consistent image page by page while the server keeps writing; never a file copy of a live
+  database (that can catch a half-written transaction or miss the WAL).
+- PostgreSQL (distributed mode): `pg_dump --format=custom` with compression off (`-Z 0`): the
+  repository compresses each chunk itself, and an uncompressed dump deduplicates across snapshots
+  where a compressed one changes everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from apps.backups.engine.digests import postgres_connect, postgres_table_digests, sqlite_table_digests
+
+SQLITE_NAME = "database/sqlite.db"
+POSTGRES_NAME = "database/postgres.dump"
+# Photo objects keep their store key under this prefix (objects/encrypted/<book>/<photo>.enc).
+OBJECTS_PREFIX = "objects/"
+
+
+class SourceError(Exception):
+    """The database could not be copied (pg_dump failed, file missing)."""
+
+
+def sqlite_snapshot(*, db_path: Path, dest: Path, pages_per_step: int = 1024) -> Path:
+    """A consistent copy of the SQLite database at `db_path`, written to `dest`."""
+    if not Path(db_path).exists():
+        raise SourceError(f"no SQLite database at {db_path}")
+    source = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    target = sqlite3.connect(dest)
+    try:
+        with target:
+            source.backup(target, pages=pages_per_step)
+    finally:
+        target.close()
+        source.close()
+    return dest
+
+
+def postgres_tool(program: str, settings_dict: dict, *args: str, dbname: str | None = None) -> None:
+    """Run pg_dump / pg_restore against the server `settings_dict` names; SourceError if it fails."""
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+    if settings_dict.get("PASSWORD"):
+        env["PGPASSWORD"] = settings_dict["PASSWORD"]
+    command = [program, *args]
+    for flag, key in (("--host", "HOST"), ("--port", "PORT"), ("--username", "USER")):
+        if settings_dict.get(key):
+            command.append(f"{flag}={settings_dict[key]}")
+    command.append(f"--dbname={dbname or settings_dict['NAME']}")
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SourceError(f"{program} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+
+
+def postgres_dump(*, settings_dict: dict, dest: Path) -> dict:
+    """`pg_dump` custom format (uncompressed) to `dest`; the per-table digests of the very same snapshot.
+
+    The digests are read in a REPEATABLE READ transaction whose snapshot pg_dump adopts
+    (`--snapshot`), so what the drill compares with is exactly what the dump holds.
+    """
+    with postgres_connect(settings_dict) as conn, conn.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute("SELECT pg_export_snapshot()")
+        (snapshot,) = cursor.fetchone()
+        postgres_tool("pg_dump", settings_dict, "--format=custom", "--compress=0", "--no-owner", f"--snapshot={snapshot}", f"--file={dest}")
+        return postgres_table_digests(cursor)
+
+
+def database_snapshot(*, settings_dict: dict, vendor: str, scratch: Path) -> tuple[str, Path, dict]:
+    """(name in the snapshot, path of the copy, per-table digests) for the configured database."""
+    if vendor == "sqlite":
+        copy = sqlite_snapshot(db_path=Path(settings_dict["NAME"]), dest=scratch / "sqlite.db")
+        return SQLITE_NAME, copy, sqlite_table_digests(copy)
+    if vendor == "postgresql":
+        tables = postgres_dump(settings_dict=settings_dict, dest=scratch / "postgres.dump")
+        return POSTGRES_NAME, scratch / "postgres.dump", tables
+    raise SourceError(f"no backup source for database vendor {vendor!r}")
