@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "apps.photos",
     "apps.backups",
     "apps.signing",
+    "apps.cluster",  # cluster operations: one-run jobs (apps/cluster)
 ]
 
 # The admin's stack (sessions, CSRF, messages): served for SITE_PATH_PREFIXES only. Ours comes

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from apps.cluster.jobs import job_run_once
 from apps.photos.services import photos_cleanup
 from homepocket.periodic import PeriodicTaskSpec
 
 
 @shared_task(name="photos.cleanup")
 def photos_cleanup_task() -> dict:
-    """Remove expired uploads and orphan objects (safe to run twice: each removal is conditional)."""
-    return photos_cleanup().as_dict()
+    """Remove expired uploads and orphan objects, once per cluster (apps/cluster/jobs.py); None when skipped."""
+    # Lock only, no fence: each removal is conditional, and S3 deletes cannot join a DB transaction.
+    return job_run_once("photos-cleanup", lambda lease: photos_cleanup().as_dict())
 
 
 PERIODIC_TASKS = [

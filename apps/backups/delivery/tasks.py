@@ -11,6 +11,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from apps.backups.delivery.services import share_deliveries_expire, share_delivery_requests_purge
+from apps.cluster.jobs import JobLease, job_fenced_atomic, job_run_once
 from homepocket.periodic import PeriodicTaskSpec
 
 _RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": 2, "retry_backoff_max": 120,
@@ -19,14 +20,24 @@ _RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": 
 
 @shared_task(name="backups.share_deliveries_expire", **_RETRY)
 def share_deliveries_expire_task() -> int:
-    """FAILED for every PENDING/DELIVERED delivery past its deadline."""
-    return share_deliveries_expire()
+    """FAILED for every PENDING/DELIVERED delivery past its deadline, once per cluster; None when skipped."""
+
+    def expire(lease: JobLease) -> int:
+        with job_fenced_atomic(lease):  # one transaction: a stale holder changes nothing
+            return share_deliveries_expire()
+
+    return job_run_once("share-deliveries-expire", expire)
 
 
 @shared_task(name="backups.share_delivery_requests_purge", **_RETRY)
 def share_delivery_requests_purge_task() -> int:
-    """Delete request nonces older than twice the replay window."""
-    return share_delivery_requests_purge()
+    """Delete request nonces older than twice the replay window, once per cluster; None when skipped."""
+
+    def purge(lease: JobLease) -> int:
+        with job_fenced_atomic(lease):
+            return share_delivery_requests_purge()
+
+    return job_run_once("share-delivery-requests-purge", purge)
 
 
 PERIODIC_TASKS = [
