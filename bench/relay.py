@@ -102,7 +102,7 @@ def start_nodes(workdir: Path, setup: str, redis: Redis | None) -> list[LiveServ
     nodes = [first]
     if setup == "redis2":
         (workdir / "node2").mkdir()
-        second = LiveServer(workdir / "node2", extra_env={**env, "HOMEPOCKET_VAR_DIR": first.env["HOMEPOCKET_VAR_DIR"]})
+        second = LiveServer(workdir / "node2", extra_env={**env, **first.peer_env()})
         nodes.append(second.start(migrate=False))
     return nodes
 

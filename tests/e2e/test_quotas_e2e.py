@@ -107,8 +107,7 @@ def test_two_hundred_simultaneous_requests_against_a_limit_of_fifty_get_exactly_
 def test_a_policy_edited_in_the_admin_applies_on_a_second_server_within_ten_seconds(tmp_path):
     first = LiveServer(tmp_path / "a", extra_env={"DJANGO_SUPERUSER_PASSWORD": "correct horse battery"})
     first.start(setup=[["createsuperuser", "--noinput", "--username", "ops", "--email", "ops@example.com"]])
-    shared = {"DATABASE_URL": first.env["DATABASE_URL"]} if distributed() else {"HOMEPOCKET_VAR_DIR": first.env["HOMEPOCKET_VAR_DIR"]}
-    second = LiveServer(tmp_path / "b", extra_env=shared).start(migrate=False)
+    second = LiveServer(tmp_path / "b", extra_env=first.peer_env()).start(migrate=False)
     try:
         alice = founder(first.url)
 

@@ -68,11 +68,7 @@ def two_nodes(tmp_path, redis_server):
     env = node_env(redis_server, BOOK_MAX_DEVICES="20")
     first = LiveServer(tmp_path / "node1", extra_env=env)  # it makes its own work directory
     first.start(setup=PAIRING_UNLIMITED)  # 20 devices join one book from one address
-    shared = {"HOMEPOCKET_VAR_DIR": first.env["HOMEPOCKET_VAR_DIR"]}  # the same secrets and SQLite file
-    if "DATABASE_URL" in first.env:
-        shared["DATABASE_URL"] = first.env["DATABASE_URL"]
-
-    second = LiveServer(tmp_path / "node2", extra_env={**env, **shared})
+    second = LiveServer(tmp_path / "node2", extra_env={**env, **first.peer_env()})
     try:
         second.start(migrate=False)
         yield first, second

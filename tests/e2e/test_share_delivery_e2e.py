@@ -22,20 +22,13 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    """A server and rate-limit namespace of this module's own: other tests spend the per-IP pairing budget.
+    """A server of this module's own (and so its own rate-limit counts, tests/harness/live.py).
 
     The server's backoff between failed attempts starts at 10 ms here, so five failures take no time.
     """
-    prefix = f"{os.environ.get('CACHE_KEY_PREFIX', 'hp')}:rl-share-delivery-{uuid.uuid4().hex[:8]}"
-    server = LiveServer(tmp_path_factory.mktemp("share-delivery"), extra_env={"RATELIMIT_KEY_PREFIX": prefix, "SHARE_DELIVERY_RETRY_BASE_SECONDS": "0.01"}).start()
+    server = LiveServer(tmp_path_factory.mktemp("share-delivery"), extra_env={"SHARE_DELIVERY_RETRY_BASE_SECONDS": "0.01"}).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def api(live):
-    with HomePocketClient(live.url, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

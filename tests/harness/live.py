@@ -65,6 +65,9 @@ class LiveServer:
         env = {**os.environ, "HOMEPOCKET_VAR_DIR": str(self.workdir / "var"), "LOG_LEVEL": "INFO", "DRAIN_SECONDS": "0", "DATABASE_POOL": "1"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env["SIGNING_MASTER_KEY_FILE"] = str(self.workdir / "var" / "signer" / "master-key.json")  # its own master key
+        # Its own rate-limit counts: every server of a run shares one Redis, and all of them count
+        # the same client address (127.0.0.1) for per-address policies.
+        env["RATELIMIT_KEY_PREFIX"] = f"{os.environ.get('CACHE_KEY_PREFIX', 'hp')}:rl-{uuid.uuid4().hex[:8]}"
         if distributed() and "DATABASE_URL" not in extra:
             self._database_name = f"hp_e2e_{uuid.uuid4().hex[:12]}"
             env["DATABASE_URL"] = _with_database(os.environ["DATABASE_URL"], self._database_name)
@@ -93,6 +96,11 @@ class LiveServer:
             wait_for_port(self.port, timeout=60, process=self.process)
             self.wait_healthy()
         return self
+
+    def peer_env(self) -> dict[str, str]:
+        """What a second node of this server's cluster shares with it: data, secrets, rate-limit counts."""
+        shared = ("HOMEPOCKET_VAR_DIR", "DATABASE_URL", "SIGNING_MASTER_KEY_FILE", "RATELIMIT_KEY_PREFIX")
+        return {name: self.env[name] for name in shared if name in self.env}
 
     def manage(self, *args: str) -> str:
         """Run a management command against this server's database and settings; its output."""
