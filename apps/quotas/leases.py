@@ -126,7 +126,7 @@ class QuotaLeases:
     def _headers(lease: _Lease) -> dict[str, str]:
         grant = lease.grant
         remaining = grant.remaining + grant.units - lease.spent
-        return {**grant.headers, "X-RateLimit-Remaining": str(max(0, remaining))}
+        return grant.headers(remaining=remaining)
 
     def forget(self) -> None:
         self._leases.clear()

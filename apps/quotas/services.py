@@ -190,14 +190,12 @@ def _check(applied: list[AppliedLimit], *, at: float, cost: int) -> CheckResult:
         metrics.RATELIMIT_CHECK_SECONDS.observe(time.perf_counter() - started)
 
 
-def _headers(applied: list[AppliedLimit], result: CheckResult) -> dict[str, str]:
-    """The X-RateLimit-* of the limit closest to refusing (least remaining)."""
-    index = min(range(len(applied)), key=lambda i: (applied[i].limit.limit - result.counts[i].used, applied[i].limit.limit))
-    limit, count = applied[index].limit, result.counts[index]
+def rate_limit_headers(*, limit: int, remaining: int, reset_ms: int) -> dict[str, str]:
+    """The X-RateLimit-* of one limit (docs/api.md, "Rate limits and quotas")."""
     return {
-        "X-RateLimit-Limit": str(limit.limit),
-        "X-RateLimit-Remaining": str(max(0, limit.limit - count.used)),
-        "X-RateLimit-Reset": str(math.ceil(count.reset_ms / 1000)),
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(max(0, remaining)),
+        "X-RateLimit-Reset": str(math.ceil(reset_ms / 1000)),
     }
 
 
@@ -209,15 +207,19 @@ def quota_consume(*, scopes: list[str] | tuple[str, ...], subjects: QuotaSubject
     is down and a policy fails closed, RateLimitStoreDown (503).
     """
     granted = quota_units_take(scopes=scopes, subjects=subjects, units=1)
-    return granted.headers if granted else {}
+    return granted.headers() if granted else {}
 
 
 @dataclass(frozen=True)
 class QuotaGrant:
     units: int  # how many requests this grant covers (1, or a lease's block)
-    headers: dict[str, str]  # X-RateLimit-* as of the grant
-    limit: int  # the limit closest to refusing, and what it had left after the grant
-    remaining: int
+    limit: int  # the limit closest to refusing (least remaining), what it had left after the grant,
+    remaining: int  # and when a request is counted off it again
+    reset_ms: int
+
+    def headers(self, *, remaining: int | None = None) -> dict[str, str]:
+        left = self.remaining if remaining is None else remaining
+        return rate_limit_headers(limit=self.limit, remaining=left, reset_ms=self.reset_ms)
 
 
 def quota_units_take(*, scopes, subjects: QuotaSubjects, units: int) -> QuotaGrant | None:
@@ -242,10 +244,9 @@ def quota_units_take(*, scopes, subjects: QuotaSubjects, units: int) -> QuotaGra
         threshold = _warning_threshold(item.limit.limit)
         if not item.limit.sliding and item.subject_label and count.used - result.granted < threshold <= count.used:
             _quota_warning_record(item, count.used)
-    headers = _headers(applied, result)
-    return QuotaGrant(
-        result.granted, headers, int(headers["X-RateLimit-Limit"]), int(headers["X-RateLimit-Remaining"])
-    )
+    closest = min(range(len(applied)), key=lambda i: (applied[i].limit.limit - result.counts[i].used, applied[i].limit.limit))
+    limit, count = applied[closest].limit.limit, result.counts[closest]
+    return QuotaGrant(result.granted, limit, limit - count.used, count.reset_ms)
 
 
 def _store_down(applied: list[AppliedLimit]) -> dict[str, str]:
@@ -279,9 +280,7 @@ def _refuse(item: AppliedLimit, result: CheckResult, subjects: QuotaSubjects, at
         },
         headers={
             "Retry-After": str(retry_after),
-            "X-RateLimit-Limit": str(item.limit.limit),
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(math.ceil(count.reset_ms / 1000)),
+            **rate_limit_headers(limit=item.limit.limit, remaining=0, reset_ms=count.reset_ms),
         },
     )  # fmt: skip
 
