@@ -13,6 +13,17 @@ from homepocket.api.envelope import envelope_error
 from homepocket.api.request_id import current_request_id, request_id_choose
 
 
+def declared_length(headers: dict[bytes, bytes]) -> int | None:
+    """The Content-Length an ASGI request declares: None without one, -1 when it is not a number."""
+    declared = headers.get(b"content-length")
+    if declared is None:
+        return None
+    try:
+        return int(declared)
+    except ValueError:
+        return -1
+
+
 class BodyLimitMiddleware:
     def __init__(self, app, *, max_bytes: int, api_version: str):
         self.app = app
@@ -23,12 +34,8 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                length = -1
+        length = declared_length(headers)
+        if length is not None:
             if length > self.max_bytes:
                 return await self._refuse(scope, send)
             return await self.app(scope, receive, send)

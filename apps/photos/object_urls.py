@@ -26,6 +26,7 @@ from apps.photos import metrics, storage
 from homepocket.api.envelope import envelope_error, envelope_success
 from homepocket.api.errors import error_status
 from homepocket.api.request_id import current_request_id, request_id_choose
+from homepocket.body_limit import declared_length
 
 logger = logging.getLogger("homepocket.photos.objects")
 # Chunks are handed to a thread in batches this big: one thread hop per 256 KiB, not per frame.
@@ -109,12 +110,8 @@ async def _object_request(scope, receive, exchange: _Exchange, headers: dict) ->
 async def _upload(receive, exchange: _Exchange, headers: dict, key: str, size: int) -> None:
     if size > settings.PHOTO_MAX_BYTES:
         return await exchange.error("PHOTO_TOO_LARGE", "Over the photo size cap.", close=True)
-    declared = headers.get(b"content-length")
-    if declared is not None:
-        try:
-            length = int(declared)
-        except ValueError:
-            length = -1
+    length = declared_length(headers)
+    if length is not None:
         # Refused before a byte is read, like S3 refuses a Content-Length other than the signed one.
         if length > size:
             metrics.PHOTO_UPLOADS_REFUSED.labels("too_large").inc()
