@@ -3,10 +3,11 @@
 from django.contrib import admin
 
 from apps.audit.models import AuditEvent
+from homepocket.view_only_admin import ViewOnlyModelAdmin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ViewOnlyModelAdmin):
     list_display = ("created_at", "event_type", "outcome", "actor_device_short", "book_short", "target")
     list_filter = ("event_type", "outcome", ("created_at", admin.DateFieldListFilter))
     search_fields = ("=actor_device", "=book")
@@ -20,12 +21,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="book (hash)")
     def book_short(self, obj):
         return obj.book[:12]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -7,16 +7,11 @@ from django.contrib import admin, messages
 
 from apps.photos import services, storage
 from apps.photos.models import BookPhotoUsage, Photo
+from homepocket.view_only_admin import ViewOnlyModelAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ViewOnlyModelAdmin):
     """Rows change only through the services (which keep objects, usage and audit in step)."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 
 from apps.quotas import services
 from apps.quotas.models import ApiKey, Policy, QuotaNotification
+from homepocket.view_only_admin import ViewOnlyModelAdmin
 
 
 @admin.register(ApiKey)
@@ -46,16 +47,10 @@ class PolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(QuotaNotification)
-class QuotaNotificationAdmin(admin.ModelAdmin):
+class QuotaNotificationAdmin(ViewOnlyModelAdmin):
     """Who passed 80% of a daily or monthly quota, per window: read-only, for operators to filter."""
 
     list_display = ("subject", "scope", "plan", "used", "limit", "window_start", "created_at")
     list_filter = ("scope", "plan", ("window_start", admin.DateFieldListFilter))
     search_fields = ("=subject",)
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

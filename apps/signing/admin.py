@@ -3,10 +3,11 @@
 from django.contrib import admin
 
 from apps.signing.models import SigningKey
+from homepocket.view_only_admin import ViewOnlyModelAdmin
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(ViewOnlyModelAdmin):
     list_display = ("address", "id", "api_key", "created_at", "last_used_at", "use_count", "master_key_id")
     list_filter = ("api_key", ("created_at", admin.DateFieldListFilter))
     list_select_related = ("api_key",)
@@ -14,9 +15,3 @@ class SigningKeyAdmin(admin.ModelAdmin):
     # wrapped_key and wrapped_dek are left out on purpose: nothing an operator needs to see.
     fields = ("id", "api_key", "public_key", "address", "master_key_id", "created_at", "last_used_at", "use_count")
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False  # keys are made by the signer through the API
-
-    def has_change_permission(self, request, obj=None):
-        return False

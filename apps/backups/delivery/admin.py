@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from apps.backups.delivery import services
 from apps.backups.delivery.models import DeliveryServerKey, DeliveryStatus, ShareDelivery, ShareDeliveryTransition
 from homepocket.api.errors import ApplicationError
+from homepocket.view_only_admin import ViewOnlyModelAdmin
 
 
 class TransitionInline(admin.TabularInline):
@@ -21,7 +22,7 @@ class TransitionInline(admin.TabularInline):
 
 
 @admin.register(ShareDelivery)
-class ShareDeliveryAdmin(admin.ModelAdmin):
+class ShareDeliveryAdmin(ViewOnlyModelAdmin):
     list_display = ("id", "status", "backup_id", "recipient_device_id", "retry_count", "last_error", "created_at", "deadline_at")
     list_filter = ("status", "last_error", ("created_at", admin.DateFieldListFilter))
     search_fields = ("=id", "=backup_id", "=recipient_device__id", "=book__id")
@@ -30,12 +31,6 @@ class ShareDeliveryAdmin(admin.ModelAdmin):
     readonly_fields = fields
     inlines = [TransitionInline]
     actions = ["retry_selected"]
-
-    def has_add_permission(self, request):
-        return False  # shares arrive from devices, encrypted; never typed in
-
-    def has_change_permission(self, request, obj=None):
-        return False  # states change only through the services' conditional updates
 
     @admin.action(description="Retry selected FAILED deliveries (back to PENDING, audited)")
     def retry_selected(self, request, queryset):
@@ -50,13 +45,7 @@ class ShareDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeliveryServerKey)
-class DeliveryServerKeyAdmin(admin.ModelAdmin):
+class DeliveryServerKeyAdmin(ViewOnlyModelAdmin):
     list_display = ("public_key", "master_key_id", "created_at")
     fields = ("public_key", "master_key_id", "created_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
