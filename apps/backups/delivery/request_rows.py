@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from apps.backups.delivery.models import ACTIVE_STATUSES, DeliveryStatus, ShareDelivery, ShareDeliveryRequest
 from apps.pairing.models import Device
@@ -50,17 +50,24 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _prep(model, name: str, value):
-    return model._meta.get_field(name).get_db_prep_value(value, connection)
+def _prep(model, name: str, value, conn):
+    return model._meta.get_field(name).get_db_prep_value(value, conn)
 
 
-def _from_db(model, name: str, value):
+@functools.lru_cache(maxsize=64)
+def _converters(model, name: str, vendor: str) -> tuple:
+    """The backend's and the field's own conversions of a column (what the ORM applies), made once."""
+    conn = connection  # the converters depend on the backend, not on the thread's connection
+    expression = model._meta.get_field(name).get_col(model._meta.db_table)
+    return expression, tuple(conn.ops.get_db_converters(expression) + expression.get_db_converters(conn))
+
+
+def _from_db(model, name: str, value, conn):
     if value is None:
         return None
-    field = model._meta.get_field(name)
-    expression = field.get_col(model._meta.db_table)
-    for converter in connection.ops.get_db_converters(expression) + expression.get_db_converters(connection):
-        value = converter(value, expression, connection)
+    expression, converters = _converters(model, name, conn.vendor)
+    for converter in converters:
+        value = converter(value, expression, conn)
     return value
 
 
@@ -93,24 +100,25 @@ def _state_sql(vendor: str) -> str:
 
 def request_state_load(*, device_id: uuid.UUID, backup_id: uuid.UUID, nonce: str) -> RequestState:
     """The device's revocation, the nonce's earlier answer and the backup's delivery, in one SELECT."""
-    params = [nonce, _prep(ShareDelivery, "backup_id", backup_id), _prep(Device, "id", device_id)]
-    with connection.cursor() as cursor:
-        cursor.execute(_state_sql(connection.vendor), params)
+    conn = connections[DEFAULT_DB_ALIAS]  # once: `connection` looks the thread's up on every use
+    params = [nonce, _prep(ShareDelivery, "backup_id", backup_id, conn), _prep(Device, "id", device_id, conn)]
+    with conn.cursor() as cursor:
+        cursor.execute(_state_sql(conn.vendor), params)
         row = cursor.fetchone()
     if row is None:
         return RequestState(device_revoked=True, previous=None, delivery=None)  # the device row is gone
     revoked_at, request_values, delivery_values = row[0], row[1 : 1 + len(_REQUEST_COLUMNS)], row[1 + len(_REQUEST_COLUMNS) :]
     previous = None
     if request_values[0] is not None:
-        values = [_from_db(ShareDeliveryRequest, name, value) for name, value in zip(_REQUEST_COLUMNS, request_values)]
+        values = [_from_db(ShareDeliveryRequest, name, value, conn) for name, value in zip(_REQUEST_COLUMNS, request_values)]
         previous = PreviousRequest(values[0], values[1], bytes(values[2]), values[3], values[4])
     delivery = None
     if delivery_values[0] is not None:
-        values = {name: _from_db(ShareDelivery, name, value) for name, value in zip(_DELIVERY_COLUMNS, delivery_values)}
+        values = {name: _from_db(ShareDelivery, name, value, conn) for name, value in zip(_DELIVERY_COLUMNS, delivery_values)}
         values["book_id"] = values.pop("book")
         values["wrapped_share"] = bytes(values["wrapped_share"])
         delivery = ShareDelivery(recipient_device_id=device_id, **values)
-        delivery._state.adding, delivery._state.db = False, connection.alias
+        delivery._state.adding, delivery._state.db = False, conn.alias
     return RequestState(device_revoked=revoked_at is not None, previous=previous, delivery=delivery)
 
 
@@ -140,14 +148,15 @@ def request_record_if_delivered(
     PENDING → DELIVERED transition, tests) it runs in a savepoint, so a duplicate nonce rolls back
     only this statement.
     """
+    conn = connections[DEFAULT_DB_ALIAS]
     values = dict(zip(_INSERT_FIELDS, (device_id, nonce, body_sha256, encrypted_share, signature, timestamp, created_at)))
-    params = [_prep(ShareDeliveryRequest, name, value) for name, value in values.items()]
-    params += [_prep(ShareDelivery, "id", delivery_id), DeliveryStatus.DELIVERED.value]
-    sql = _record_sql(connection.vendor)
-    if connection.in_atomic_block:
-        with transaction.atomic(), connection.cursor() as cursor:
+    params = [_prep(ShareDeliveryRequest, name, value, conn) for name, value in values.items()]
+    params += [_prep(ShareDelivery, "id", delivery_id, conn), DeliveryStatus.DELIVERED.value]
+    sql = _record_sql(conn.vendor)
+    if conn.in_atomic_block:
+        with transaction.atomic(), conn.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.rowcount == 1
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount == 1
