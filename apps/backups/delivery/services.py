@@ -25,7 +25,6 @@ from apps.audit.hashing import id_hash
 from apps.audit.models import EventType, Outcome
 from apps.audit.services import audit_event_record
 from apps.backups.delivery import keys, metrics
-from apps.backups.delivery.request_rows import PreviousRequest, request_record_if_delivered, request_state_load
 from apps.backups.delivery.models import (
     ACTIVE_STATUSES,
     DeliveryStatus,
@@ -33,8 +32,9 @@ from apps.backups.delivery.models import (
     ShareDeliveryRequest,
     ShareDeliveryTransition,
 )
-from apps.pairing.models import Device
+from apps.backups.delivery.request_rows import PreviousRequest, request_record_if_delivered, request_state_load
 from apps.pairing.device_tokens import TokenRefused
+from apps.pairing.models import Device
 from apps.pairing.services import DeviceNotFound
 from homepocket.api.errors import ApplicationError
 from homepocket_client.delivery_signature import delivery_digest
