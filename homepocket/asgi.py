@@ -50,9 +50,17 @@ from apps.signing import fast_route  # noqa: E402
 _sign_route_on = settings.SIGNING_LEAN_ROUTE
 
 
+# --- share delivery: POST /api/v1/backup/delivery/request answered by a lean route before Django --
+from apps.backups.delivery import fast_route as delivery_route  # noqa: E402
+
+_delivery_route_on = settings.DELIVERY_LEAN_ROUTE
+
+
 async def http_by_path(scope, receive, send):
     if _sign_route_on and fast_route.handles(scope):
         return await fast_route.sign_route(scope, receive, send)
+    if _delivery_route_on and delivery_route.handles(scope):
+        return await delivery_route.request_route(scope, receive, send)
     handler = site_http if scope["path"].startswith(settings.SITE_PATH_PREFIXES) else api_http
     await handler(scope, receive, send)
 

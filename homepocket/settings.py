@@ -325,6 +325,8 @@ SHARE_DELIVERY_DEADLINE_SECONDS = env_int("SHARE_DELIVERY_DEADLINE_SECONDS", 7 *
 # After a failed attempt the next request waits base · 2^(tries-1) seconds, at most max.
 SHARE_DELIVERY_RETRY_BASE_SECONDS = env_float("SHARE_DELIVERY_RETRY_BASE_SECONDS", 1.0)
 SHARE_DELIVERY_RETRY_MAX_SECONDS = env_float("SHARE_DELIVERY_RETRY_MAX_SECONDS", 300.0)
+# Serve POST /api/v1/backup/delivery/request from the lean ASGI route (apps/backups/delivery/fast_route.py).
+DELIVERY_LEAN_ROUTE = env_bool("DELIVERY_LEAN_ROUTE", True)
 
 # --- backups: server backups (docs/backups.md) -------------------------------------------------
 

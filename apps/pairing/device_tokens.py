@@ -71,17 +71,35 @@ def bearer_token_from_header(value: str | None) -> str | None:
 
 def device_token_verify(token: str) -> VerifiedDevice:
     """Verify a book-bound device token and return its device; raise TokenRefused/TokenForbidden."""
-    unverified = _unverified_claims(token)
-    device_id = _uuid_claim(unverified, "sub")
+    device = device_token_device_load(device_token_subject(token))
+    return VerifiedDevice(device=device, claims=device_token_check(token, device))
+
+
+def device_token_subject(token: str) -> uuid.UUID:
+    """The device a token names in `sub`, before anything is verified: whose key to check it with."""
+    return _uuid_claim(_unverified_claims(token), "sub")
+
+
+def device_token_device_load(device_id: uuid.UUID) -> Device:
+    """The device (with its book) a token names, or TokenRefused("unknown_device")."""
     device = Device.objects.select_related("book").filter(pk=device_id).first()
     if device is None:
         raise TokenRefused("unknown_device")
+    return device
+
+
+def device_token_check(token: str, device: Device) -> dict[str, Any]:
+    """The claims of a token checked against its device (already loaded): key, revocation, book.
+
+    Split from device_token_verify for edges that keep devices in memory (the share delivery
+    lean route): the same checks in the same order, the device row coming from elsewhere.
+    """
     claims = _decode(token, bytes(device.public_key), required=("sub", "book_id", "iat", "exp"))
     if device.is_revoked:
         raise TokenRefused("device_revoked", "This device was revoked; pair it again.")
     if str(_uuid_claim(claims, "book_id")) != str(device.book_id):
         raise TokenForbidden("book_mismatch", "The token's book is not the device's book.")
-    return VerifiedDevice(device=device, claims=claims)
+    return claims
 
 
 def self_signed_token_verify(token: str, *, public_key: bytes, device_id: uuid.UUID | None = None) -> uuid.UUID:

@@ -20,13 +20,18 @@ from tests.harness.live import LiveServer
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
+@pytest.fixture(scope="module", params=["lean route", "django"])
+def live(request, tmp_path_factory):
     """A server of this module's own (and so its own rate-limit counts, tests/harness/live.py).
 
-    The server's backoff between failed attempts starts at 10 ms here, so five failures take no time.
+    Every test runs against a server answering the request endpoint from its lean ASGI route, then
+    against one answering it through Django and DRF (DELIVERY_LEAN_ROUTE). The server's backoff
+    between failed attempts starts at 10 ms here, so five failures take no time; the request quota
+    is lifted, since these tests ask for shares far more often than a device would.
     """
-    server = LiveServer(tmp_path_factory.mktemp("share-delivery"), extra_env={"SHARE_DELIVERY_RETRY_BASE_SECONDS": "0.01"}).start()
+    env = {"SHARE_DELIVERY_RETRY_BASE_SECONDS": "0.01", "DELIVERY_LEAN_ROUTE": "1" if request.param == "lean route" else "0"}
+    server = LiveServer(tmp_path_factory.mktemp("share-delivery"), extra_env=env)
+    server.start(setup=[["quota", "set", "backup.request", "--plan", "free", "--limit", "unlimited"]])
     yield server
     server.stop()
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+import uuid
+from dataclasses import dataclass
 
 from coincurve import PublicKey
 from django.conf import settings
@@ -59,6 +62,57 @@ class DeliveryRequestInputSerializer(serializers.Serializer):
     client_public_key = CompressedPublicKeyField()
     timestamp = serializers.IntegerField(min_value=0, max_value=2**63 - 1, help_text="Unix seconds.")
     nonce = serializers.RegexField(r"^[A-Za-z0-9_-]{16,128}$", help_text="16-128 characters of [A-Za-z0-9_-], new per request.")
+
+
+@dataclass(frozen=True)
+class DeliveryRequestInput:
+    backup_id: uuid.UUID
+    client_public_key: bytes
+    timestamp: int
+    nonce: str
+
+
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_KEY_HEX = re.compile(r"0[23][0-9a-fA-F]{64}")
+
+
+def delivery_request_input_parse(data) -> DeliveryRequestInput:
+    """A request's fields as DeliveryRequestInputSerializer validates them; raises its ValidationError.
+
+    Both edges call this. Bodies as clients send them (canonical UUID, hex key, integer
+    timestamp, bare nonce) are checked here directly, ~1 µs instead of the serializer's ~60 µs;
+    anything else (other types, whitespace, other UUID spellings, missing fields) goes through the
+    serializer itself, so what is accepted and every error message are the serializer's.
+    """
+    if type(data) is dict:
+        backup_id, key, timestamp, nonce = (data.get(name) for name in ("backup_id", "client_public_key", "timestamp", "nonce"))
+        if (
+            type(backup_id) is str and _UUID_TEXT.fullmatch(backup_id)
+            and type(key) is str and _KEY_HEX.fullmatch(key)
+            and type(timestamp) is int and 0 <= timestamp <= 2**63 - 1
+            and type(nonce) is str and _NONCE.fullmatch(nonce)
+        ):  # fmt: skip
+            raw_key = bytes.fromhex(key)
+            try:
+                PublicKey(raw_key)  # on the curve: the one check the pattern cannot make
+            except ValueError:
+                pass  # the serializer words the refusal
+            else:
+                return DeliveryRequestInput(uuid.UUID(backup_id), raw_key, timestamp, nonce)
+    payload = DeliveryRequestInputSerializer(data=data)
+    payload.is_valid(raise_exception=True)
+    return DeliveryRequestInput(**payload.validated_data)
+
+
+def delivery_answer_data(answer) -> dict:
+    """The answer's wire fields (DeliveryAnswerSerializer's shape), for both edges."""
+    return {
+        "delivery_id": str(answer.delivery_id),
+        "encrypted_share": base64.b64encode(answer.encrypted_share).decode(),
+        "signature": answer.signature,
+        "timestamp": answer.timestamp,
+    }
 
 
 class DeliveryAnswerSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ delivery both get an answer, and exactly one of them records PENDING → DELIVER
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -31,6 +32,8 @@ from apps.backups.delivery.models import (
     ShareDeliveryRequest,
     ShareDeliveryTransition,
 )
+from apps.backups.delivery.request_rows import PreviousRequest, request_record_if_delivered, request_state_load
+from apps.pairing.device_tokens import TokenRefused
 from apps.pairing.models import Device
 from apps.pairing.services import DeviceNotFound
 from homepocket.api.errors import ApplicationError
@@ -141,51 +144,55 @@ def _request(*, device, backup_id, client_public_key, timestamp, nonce) -> tuple
     if abs(at.timestamp() - timestamp) > window:
         raise ReplayDetected(details={"reason": "timestamp_outside_window", "window_seconds": window})
     body = request_body_sha256(backup_id=backup_id, client_public_key=client_public_key, timestamp=timestamp, nonce=nonce)
-    previous = ShareDeliveryRequest.objects.filter(device_id=device.pk, nonce=nonce).first()
-    if previous is not None:
-        return _replayed(previous, body), "replayed"
-    delivery = _delivery_for_request(backup_id=backup_id, device=device, at=at)
-    share = keys.share_unwrap(delivery_id=delivery.pk, blob=bytes(delivery.wrapped_share))
+    # One SELECT for the device's revocation, the nonce and the delivery; one statement to keep the
+    # answer (request_rows.py). The lean route calls this with a device from its memory, so the
+    # revocation read here is what decides that a revoked device gets nothing.
+    state = request_state_load(device_id=device.pk, backup_id=backup_id, nonce=nonce)
+    if state.device_revoked:
+        raise TokenRefused("device_revoked", "This device was revoked; pair it again.")
+    if state.previous is not None:
+        return _replayed(state.previous, body), "replayed"
+    delivery = _delivery_for_request(state.delivery, at=at)
+    share = keys.share_unwrap(delivery_id=delivery.pk, blob=delivery.wrapped_share)
     encrypted = ecies_encrypt(client_public_key, share, aad=delivery.pk.bytes)
     stamp = int(at.timestamp())
     digest = delivery_digest(
         delivery_id=delivery.pk, recipient_device_id=device.pk, backup_id=backup_id, timestamp=stamp, encrypted_share=encrypted
     )
     signature = keys.server_sign(digest).hex()
+    record = functools.partial(
+        request_record_if_delivered, delivery_id=delivery.pk, device_id=device.pk, nonce=nonce, body_sha256=body,
+        encrypted_share=encrypted, signature=signature, timestamp=stamp, created_at=at,
+    )  # fmt: skip
     try:
-        with transaction.atomic():
-            ShareDeliveryRequest.objects.create(
-                delivery=delivery, device_id=device.pk, nonce=nonce, body_sha256=body, encrypted_share=encrypted,
-                signature=signature, timestamp=stamp, created_at=at,
-            )  # fmt: skip
-            if delivery.status == DeliveryStatus.PENDING:
-                moved = _transition(delivery, to=DeliveryStatus.DELIVERED, reason="requested", at=at,
-                                    actor_device_id=device.pk, delivered_at=at, next_attempt_at=None)  # fmt: skip
-            else:
-                moved = False
-            # Lost the race to another request (or it was DELIVERED already): still DELIVERED is
-            # fine, a re-delivery of the same share. Anything else (confirmed, failed, replaced
-            # meanwhile) refuses, and the nonce row goes with the rollback.
-            if not moved and not ShareDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.DELIVERED).update(
-                status=DeliveryStatus.DELIVERED
-            ):
-                raise InvalidState(details={"reason": "changed_meanwhile"})
+        if delivery.status == DeliveryStatus.PENDING:
+            with transaction.atomic():
+                # Of racing requests one moves it (its history row and audit event with it); the
+                # others wait for that UPDATE, match nothing, and find it DELIVERED below.
+                _transition(delivery, to=DeliveryStatus.DELIVERED, reason="requested", at=at, actor_device_id=device.pk,
+                            delivered_at=at, next_attempt_at=None)  # fmt: skip
+                if not record():
+                    raise InvalidState(details={"reason": "changed_meanwhile"})
+        elif not record():
+            # DELIVERED when read, something else now (confirmed, failed, replaced meanwhile):
+            # refused, nothing kept. Still DELIVERED is a re-delivery of the same share.
+            raise InvalidState(details={"reason": "changed_meanwhile"})
     except IntegrityError:
         # The same nonce raced us; its row decides.
         previous = ShareDeliveryRequest.objects.get(device_id=device.pk, nonce=nonce)
-        return _replayed(previous, body), "replayed"
+        kept = PreviousRequest(previous.delivery_id, previous.body_sha256, bytes(previous.encrypted_share), previous.signature,
+                               previous.timestamp)  # fmt: skip
+        return _replayed(kept, body), "replayed"
     return DeliveryAnswer(delivery.pk, encrypted, signature, stamp), "delivered"
 
 
-def _replayed(previous: ShareDeliveryRequest, body_sha256: str) -> DeliveryAnswer:
+def _replayed(previous: PreviousRequest, body_sha256: str) -> DeliveryAnswer:
     if not hmac.compare_digest(previous.body_sha256, body_sha256):
         raise ReplayDetected(details={"reason": "nonce_reused"})
-    return DeliveryAnswer(previous.delivery_id, bytes(previous.encrypted_share), previous.signature, previous.timestamp)
+    return DeliveryAnswer(previous.delivery_id, previous.encrypted_share, previous.signature, previous.timestamp)
 
 
-def _delivery_for_request(*, backup_id: uuid.UUID, device: Device, at: datetime) -> ShareDelivery:
-    mine = ShareDelivery.objects.filter(backup_id=backup_id, recipient_device_id=device.pk)
-    delivery = mine.filter(status__in=ACTIVE_STATUSES).first() or mine.order_by("-created_at").first()
+def _delivery_for_request(delivery: ShareDelivery | None, *, at: datetime) -> ShareDelivery:
     if delivery is None:
         raise DeliveryNotFound()
     if delivery.status not in ACTIVE_STATUSES:

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from apps.backups.delivery import keys, services
+from apps.backups.delivery import fast_route, keys, services
+from apps.backups.tests.asgi_client import AsgiClient
 
 
 class Clock:
@@ -35,3 +36,15 @@ def _server_key_of_this_test(db):
     keys.server_key_forget()
     yield
     keys.server_key_forget()
+
+
+@pytest.fixture(params=["lean route", "django"])
+def asgi_client(request, monkeypatch):
+    """The whole ASGI application, with the request endpoint's lean route on, then off.
+
+    Its answers come from other threads and their own database connections (the lean route's
+    worker threads), so tests using it need committed data: django_db(transaction=True).
+    """
+    fast_route.devices_forget()
+    yield AsgiClient(lean_route=request.param == "lean route", monkeypatch=monkeypatch)
+    fast_route.devices_forget()
