@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "apps.backups",
     "apps.signing",
     "apps.cluster",  # cluster operations: one-run jobs (apps/cluster)
+    "apps.ops",  # the operator dashboard at /ops/ and its 1-minute aggregates
 ]
 
 # The admin's stack (sessions, CSRF, messages): served for SITE_PATH_PREFIXES only. Ours comes
@@ -380,6 +381,20 @@ DRAIN_SECONDS = env_float("DRAIN_SECONDS", 5.0)
 # Components /ready must find up; the others are reported but do not fail readiness.
 READY_REQUIRED = env_list("READY_REQUIRED", ["database", "cache", "channel_layer", "storage", "signer", "relay"])
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+
+# --- node heartbeats and ops aggregates (apps/cluster/heartbeat.py, apps/ops; docs/ops.md) ------
+
+# This node's name on the cluster page; `homepocket.server` defaults it to <hostname>:<port>.
+NODE_ID = env_str("NODE_ID")
+HOMEPOCKET_VERSION = env_str("HOMEPOCKET_VERSION", "1.0.0")
+# Each server process writes its heartbeat this often; a process silent for the TTL is dead.
+HEARTBEAT_INTERVAL_SECONDS = env_float("HEARTBEAT_INTERVAL_SECONDS", 10.0)
+HEARTBEAT_TTL_SECONDS = env_float("HEARTBEAT_TTL_SECONDS", 30.0)
+# Each process adds its 1-minute aggregates to the shared store this often; kept this many hours.
+OPS_FLUSH_SECONDS = env_float("OPS_FLUSH_SECONDS", 5.0)
+OPS_RETENTION_HOURS = env_int("OPS_RETENTION_HOURS", 48)
+# A rotated API key keeps working this long beside its successor, then is revoked (docs/ops.md).
+API_KEY_ROTATION_GRACE_SECONDS = env_int("API_KEY_ROTATION_GRACE_SECONDS", 24 * 3600)
 
 # --- security (production values come from the environment) ------------------------------------
 

@@ -1,0 +1,10 @@
+// Dates in the viewer's time zone: the server writes UTC into <time datetime>, this rewrites the text.
+document.querySelectorAll("time[datetime]").forEach(function (el) {
+  var at = new Date(el.getAttribute("datetime"));
+  if (isNaN(at)) return;
+  var short = el.hasAttribute("data-short");
+  el.textContent = short
+    ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : at.toLocaleString([], { dateStyle: "medium", timeStyle: "medium" });
+  el.title = at.toISOString();
+});
