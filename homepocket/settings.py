@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "apps.signing",
     "apps.cluster",  # cluster operations: one-run jobs (apps/cluster)
     "apps.ops",  # the operator dashboard at /ops/ and its 1-minute aggregates
+    "apps.accounts",  # /account/: API key holders' usage and key rotation
 ]
 
 # The admin's stack (sessions, CSRF, messages): served for SITE_PATH_PREFIXES only. Ours comes
