@@ -77,8 +77,9 @@ API_MIDDLEWARE = [
     "homepocket.inline_middleware.InlineSecurityMiddleware",
     "homepocket.inline_middleware.InlineXFrameOptionsMiddleware",
 ]
-# Operators' API calls authenticate with the admin's session, so they take the site stack too.
-SITE_PATH_PREFIXES = ("/admin/", "/api/v1/audit/")
+# Operators' API calls authenticate with the admin's session, so they take the site stack too, and
+# so do the operator dashboard and the API key holders' account pages.
+SITE_PATH_PREFIXES = ("/admin/", "/api/v1/audit/", "/ops/", "/account/")
 
 ROOT_URLCONF = "homepocket.urls"
 ASGI_APPLICATION = "homepocket.asgi.application"
