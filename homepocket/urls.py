@@ -28,6 +28,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("ops/", include("apps.ops.urls")),
+    path("account/", include("apps.accounts.urls")),
     path("admin/cluster/nodes/", admin.site.admin_view(cluster_nodes_view), name="cluster-nodes"),
     path("admin/", admin.site.urls),
 ]

@@ -24,13 +24,12 @@ class Bar:
     text: str  # the value as shown on the bar ("12", "3.4 ms", "–")
 
 
-def _time_label(start: float) -> tuple[str, str]:
-    at = datetime.fromtimestamp(start, tz=timezone.utc)
-    return at.isoformat(), at.strftime("%H:%M")
+def bar_chart(*, title: str, bars: list[Bar], unit: str, chart_id: str, days: bool = False) -> SafeString:
+    """An accessible SVG bar chart of `bars` (oldest first), scaled to the largest value.
 
-
-def bar_chart(*, title: str, bars: list[Bar], unit: str, chart_id: str) -> SafeString:
-    """An accessible SVG bar chart of `bars` (oldest first), scaled to the largest value."""
+    Bars of hours and minutes are labelled with their start time (rewritten in the viewer's zone);
+    bars of `days` with their UTC date, the calendar day of a quota, which no zone shifts.
+    """
     count = max(1, len(bars))
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = inner_w / count
@@ -52,7 +51,8 @@ def bar_chart(*, title: str, bars: list[Bar], unit: str, chart_id: str) -> SafeS
         height = inner_h * (bar.value / top_value) if bar.value > 0 else 0
         x = LEFT + i * slot + (slot - bar_w) / 2
         y = TOP + inner_h - height
-        iso, hhmm = _time_label(bar.start)
+        at = datetime.fromtimestamp(bar.start, tz=timezone.utc)
+        hhmm = at.strftime("%d %b") if days else at.strftime("%H:%M")
         tx, ty, bx = _n(x + bar_w / 2 + 3), _n(y - 3), _n(x + bar_w / 2)
         parts.append(format_html(
             '<g class="bar"><title>{} {}: {} {}</title>'
@@ -63,8 +63,8 @@ def bar_chart(*, title: str, bars: list[Bar], unit: str, chart_id: str) -> SafeS
         if i % label_every == 0:
             ly = _n(HEIGHT - BOTTOM + 12)
             parts.append(format_html(
-                '<text class="time" x="{}" y="{}" transform="rotate(-60 {} {})" data-time="{}">{}</text>',
-                bx, ly, bx, ly, iso, hhmm,
+                '<text class="time" x="{}" y="{}" transform="rotate(-60 {} {})"{}>{}</text>',
+                bx, ly, bx, ly, "" if days else format_html(' data-time="{}"', at.isoformat()), hhmm,
             ))  # fmt: skip
         parts.append(mark_safe("</g>"))
     parts.append(format_html('<text class="unit" x="{}" y="14">{}</text>', LEFT, f"{unit} (max {_compact(top_value)})"))
