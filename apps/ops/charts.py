@@ -34,7 +34,8 @@ def bar_chart(*, title: str, bars: list[Bar], unit: str, chart_id: str, days: bo
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = inner_w / count
     bar_w = max(2.0, slot * 0.7)
-    top_value = max((bar.value for bar in bars), default=0) or 1
+    largest = max((bar.value for bar in bars), default=0)
+    top_value = largest or 1
     parts = [
         format_html(
             '<svg id="{}" class="chart" viewBox="0 0 {} {}" role="img" aria-labelledby="{}-title" '
@@ -67,7 +68,7 @@ def bar_chart(*, title: str, bars: list[Bar], unit: str, chart_id: str, days: bo
                 bx, ly, bx, ly, "" if days else format_html(' data-time="{}"', at.isoformat()), hhmm,
             ))  # fmt: skip
         parts.append(mark_safe("</g>"))
-    parts.append(format_html('<text class="unit" x="{}" y="14">{}</text>', LEFT, f"{unit} (max {_compact(top_value)})"))
+    parts.append(format_html('<text class="unit" x="{}" y="14">{}</text>', LEFT, f"{title} · {unit}, highest {_compact(largest)}"))
     parts.append(mark_safe("</svg>"))
     return mark_safe("".join(str(part) for part in parts))
 

@@ -53,7 +53,8 @@ class GroupStats:
 
 
 def groups_of(rows: list[dict[str, int]]) -> list[str]:
-    return sorted({name.split("|", 1)[0] for row in rows for name in row if not name.startswith("relay|")})
+    """The endpoint groups with requests in these rows (relay|deliveries and the like are not groups)."""
+    return sorted({name[: -len("|n")] for row in rows for name in row if name.endswith("|n")})
 
 
 @dataclass(frozen=True)

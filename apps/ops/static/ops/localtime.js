@@ -3,14 +3,14 @@
 document.querySelectorAll("[data-time]").forEach(function (el) {
   var at = new Date(el.getAttribute("data-time"));
   if (isNaN(at)) return;
-  el.textContent = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+  el.textContent = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 });
 document.querySelectorAll("time[datetime]").forEach(function (el) {
   var at = new Date(el.getAttribute("datetime"));
   if (isNaN(at)) return;
   var short = el.hasAttribute("data-short");
   el.textContent = short
-    ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-    : at.toLocaleString([], { dateStyle: "medium", timeStyle: "medium" });
+    ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+    : at.toLocaleString([], { dateStyle: "medium", timeStyle: "medium", hourCycle: "h23" });
   el.title = at.toISOString();
 });
