@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 640, 220
-TOP, BOTTOM, LEFT, RIGHT = 22, 40, 8, 8
+TOP, BOTTOM, LEFT, RIGHT = 22, 40, 26, 8
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def bar_chart(*, title: str, bars: list[Bar], unit: str, chart_id: str, days: bo
             '<text class="value" x="{}" y="{}" transform="rotate(-90 {} {})">{}</text>',
             title, hhmm, bar.text, unit, _n(x), _n(y), _n(bar_w), _n(height), tx, ty, tx, ty, bar.text,
         ))  # fmt: skip
-        if i % label_every == 0:
+        if (count - 1 - i) % label_every == 0:  # the newest bar always has its time
             ly = _n(HEIGHT - BOTTOM + 12)
             parts.append(format_html(
                 '<text class="time" x="{}" y="{}" transform="rotate(-60 {} {})"{}>{}</text>',
