@@ -7,9 +7,13 @@ import re
 import signal
 import time
 
+import pytest
+
 from tests.harness.live import LiveServer
 from tests.harness.processes import alive, descendants_of
 from tests.harness.staff import logged_in, user_create
+
+pytestmark = pytest.mark.e2e
 
 FAST_BEATS = {"HEARTBEAT_INTERVAL_SECONDS": "0.5", "HEARTBEAT_TTL_SECONDS": "3"}
 
