@@ -21,6 +21,8 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
+from apps.cluster.heartbeat import heartbeat_start  # noqa: E402
+from apps.ops.aggregates import aggregates_start  # noqa: E402
 from apps.photos.object_urls import ObjectURLs  # noqa: E402
 from homepocket.body_limit import BodyLimitMiddleware  # noqa: E402
 from homepocket.routing import websocket_urlpatterns  # noqa: E402
@@ -68,10 +70,12 @@ async def http_by_path(scope, receive, send):
 http_app = ASGIStaticFilesHandler(http_by_path) if settings.SERVE_STATIC else http_by_path
 
 async def lifespan(scope, receive, send):
-    """Acknowledge the server's lifespan events; at shutdown, run the apps' hooks (homepocket.shutdown)."""
+    """Start this process's heartbeat and aggregates flusher; at shutdown, run the apps' hooks (homepocket.shutdown)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            heartbeat_start()  # this process on the cluster page (apps/cluster/heartbeat.py)
+            aggregates_start()  # its counters into the dashboard's 1-minute aggregates (apps/ops)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await sync_to_async(run_shutdown_hooks, thread_sensitive=False)()

@@ -13,6 +13,8 @@ from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 
+from homepocket.tally import LATENCY_BOUNDS, request_tally
+
 REQUESTS = Counter(
     "homepocket_http_requests_total",
     "HTTP requests answered, by method, route template and status.",
@@ -22,13 +24,14 @@ LATENCY = Histogram(
     "homepocket_http_request_duration_seconds",
     "Time from the first middleware to the response, by method and route template.",
     ["method", "route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    buckets=LATENCY_BOUNDS,
 )
 
 
-def request_observe(*, method: str, route: str, status: int, seconds: float) -> None:
+def request_observe(*, method: str, route: str, status: int, seconds: float, api_key_id=None) -> None:
     REQUESTS.labels(method, route, str(status)).inc()
     LATENCY.labels(method, route).observe(seconds)
+    request_tally(route, status, seconds, api_key_id)  # the operator dashboard's aggregates (apps/ops)
 
 
 def metrics_view(request):

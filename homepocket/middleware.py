@@ -10,6 +10,7 @@ import time
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.utils.functional import LazyObject
 
 from homepocket import metrics
 from homepocket.api.request_id import HEADER, current_request_id, request_id_choose
@@ -59,7 +60,10 @@ class request_context_middleware:
         response[HEADER] = request.request_id
         response["API-Version"] = settings.API_VERSION
         route = route_template(request)
-        metrics.request_observe(method=request.method, route=route, status=response.status_code, seconds=duration)
+        metrics.request_observe(
+            method=request.method, route=route, status=response.status_code, seconds=duration,
+            api_key_id=_api_key_id(request),
+        )  # fmt: skip
         # Route templates, never raw paths or query strings: paths carry book and device ids.
         access_log.info(
             "request",
@@ -70,6 +74,18 @@ class request_context_middleware:
                 "duration_ms": round(duration * 1000, 2),
             },
         )
+
+
+def _api_key_id(request):
+    """The API key a request was made with (DRF put its principal on request.user), else None.
+
+    A session's user is still lazy here unless something read it: it is left unread (no query).
+    """
+    principal = request.__dict__.get("user")
+    if principal is None or isinstance(principal, LazyObject):
+        return None
+    api_key = getattr(principal, "api_key", None)
+    return getattr(api_key, "pk", None)
 
 
 def route_template(request) -> str:

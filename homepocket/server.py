@@ -18,6 +18,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +61,7 @@ def granian_command(host: str, port: int, workers: int) -> list[str]:
 def serve(host: str, port: int, workers: int) -> int:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "homepocket.settings")
+    env.setdefault("NODE_ID", f"{socket.gethostname()}:{port}")  # the cluster page's name for this node
     metrics_dir = env.get("PROMETHEUS_MULTIPROC_DIR") or str(_var_dir() / "prometheus" / str(port))
     env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_dir(Path(metrics_dir)))
     drain_file = _fresh_dir(_var_dir() / "run" / str(port)) / "draining"

@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "apps.backups",
     "apps.signing",
     "apps.cluster",  # cluster operations: one-run jobs (apps/cluster)
+    "apps.ops",  # the operator dashboard at /ops/ and its 1-minute aggregates
+    "apps.accounts",  # /account/: API key holders' usage and key rotation
 ]
 
 # The admin's stack (sessions, CSRF, messages): served for SITE_PATH_PREFIXES only. Ours comes
@@ -75,8 +77,9 @@ API_MIDDLEWARE = [
     "homepocket.inline_middleware.InlineSecurityMiddleware",
     "homepocket.inline_middleware.InlineXFrameOptionsMiddleware",
 ]
-# Operators' API calls authenticate with the admin's session, so they take the site stack too.
-SITE_PATH_PREFIXES = ("/admin/", "/api/v1/audit/")
+# Operators' API calls authenticate with the admin's session, so they take the site stack too, and
+# so do the operator dashboard and the API key holders' account pages.
+SITE_PATH_PREFIXES = ("/admin/", "/api/v1/audit/", "/ops/", "/account/")
 
 ROOT_URLCONF = "homepocket.urls"
 ASGI_APPLICATION = "homepocket.asgi.application"
@@ -382,6 +385,20 @@ DRAIN_SECONDS = env_float("DRAIN_SECONDS", 5.0)
 # Components /ready must find up; the others are reported but do not fail readiness.
 READY_REQUIRED = env_list("READY_REQUIRED", ["database", "cache", "channel_layer", "storage", "signer", "relay"])
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+
+# --- node heartbeats and ops aggregates (apps/cluster/heartbeat.py, apps/ops; docs/ops.md) ------
+
+# This node's name on the cluster page; `homepocket.server` defaults it to <hostname>:<port>.
+NODE_ID = env_str("NODE_ID")
+HOMEPOCKET_VERSION = env_str("HOMEPOCKET_VERSION", "1.0.0")
+# Each server process writes its heartbeat this often; a process silent for the TTL is dead.
+HEARTBEAT_INTERVAL_SECONDS = env_float("HEARTBEAT_INTERVAL_SECONDS", 10.0)
+HEARTBEAT_TTL_SECONDS = env_float("HEARTBEAT_TTL_SECONDS", 30.0)
+# Each process adds its 1-minute aggregates to the shared store this often; kept this many hours.
+OPS_FLUSH_SECONDS = env_float("OPS_FLUSH_SECONDS", 5.0)
+OPS_RETENTION_HOURS = env_int("OPS_RETENTION_HOURS", 48)
+# A rotated API key keeps working this long beside its successor, then is revoked (docs/ops.md).
+API_KEY_ROTATION_GRACE_SECONDS = env_int("API_KEY_ROTATION_GRACE_SECONDS", 24 * 3600)
 
 # --- security (production values come from the environment) ------------------------------------
 

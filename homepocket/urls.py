@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.cluster.heartbeat_admin import cluster_nodes_view
 from homepocket.health import health_view, ready_view
 from homepocket.metrics import metrics_view
 
@@ -26,6 +27,9 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("ops/", include("apps.ops.urls")),
+    path("account/", include("apps.accounts.urls")),
+    path("admin/cluster/nodes/", admin.site.admin_view(cluster_nodes_view), name="cluster-nodes"),
     path("admin/", admin.site.urls),
 ]
 

@@ -58,12 +58,13 @@ async def _body(receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _answer(headers: dict[bytes, bytes], receive, quota_headers: dict[str, str]) -> dict:
+async def _answer(headers: dict[bytes, bytes], receive, quota_headers: dict[str, str], seen: dict) -> dict:
     scheme, _, presented = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     if scheme.lower() != "api-key":
         raise _Refused("An `Authorization: Api-Key <key>` header is required.", code="INVALID_TOKEN",
                        headers={"WWW-Authenticate": "Api-Key"})  # fmt: skip
     caller = await caller_verify(presented.strip())
+    seen["api_key_id"] = caller.api_key_id  # the key's requests per day (apps/accounts)
     # The key's per-minute, daily and monthly quotas, spent from a leased block in memory (one
     # Redis round trip per block, never past a limit: docs/quotas.md "Hot paths: leases"); a
     # refusal raises RATE_LIMIT_EXCEEDED with Retry-After before the signer is asked.
@@ -90,9 +91,10 @@ async def sign_route(scope, receive, send) -> None:
     request_id = request_id_choose((headers.get(b"x-request-id") or b"").decode("latin-1"))
     token = current_request_id.set(request_id)
     extra_headers: dict[str, str] = {}
+    seen: dict = {}
     try:
         try:
-            body, status = envelope_success(await _answer(headers, receive, extra_headers)), 200
+            body, status = envelope_success(await _answer(headers, receive, extra_headers, seen)), 200
         except ApplicationError as exc:
             body, status = envelope_error(exc.code, exc.message, exc.details), exc.status
             extra_headers = {**extra_headers, **exc.headers}
@@ -114,4 +116,6 @@ async def sign_route(scope, receive, send) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": payload})
-    metrics.request_observe(method="POST", route=ROUTE, status=status, seconds=time.perf_counter() - started)
+    metrics.request_observe(
+        method="POST", route=ROUTE, status=status, seconds=time.perf_counter() - started, api_key_id=seen.get("api_key_id")
+    )  # fmt: skip
