@@ -54,9 +54,9 @@ class DeviceAdmin(admin.ModelAdmin):
     list_filter = (RevokedFilter, ("created_at", admin.DateFieldListFilter), ("last_active_at", admin.DateFieldListFilter))
     search_fields = ("=id", "=book__id", "name")
     list_select_related = ("book",)
-    readonly_fields = ("id", "book", "public_key_b64", "created_at", "last_active_at", "revoked_at")
-    fields = ("id", "book", "name", "public_key_b64", "created_at", "last_active_at", "revoked_at")
-    actions = ["revoke_selected"]
+    readonly_fields = ("id", "book", "public_key_b64", "created_at", "last_active_at", "revoked_at", "tokens_valid_after")
+    fields = ("id", "book", "name", "public_key_b64", "created_at", "last_active_at", "revoked_at", "tokens_valid_after")
+    actions = ["revoke_selected", "revoke_tokens_selected"]
 
     @admin.display(description="public key (base64)")
     def public_key_b64(self, obj: Device) -> str:
@@ -69,3 +69,8 @@ class DeviceAdmin(admin.ModelAdmin):
     def revoke_selected(self, request, queryset):
         count = services.devices_revoke(device_ids=list(queryset.values_list("pk", flat=True)), admin_user_id=request.user.pk)
         self.message_user(request, f"Revoked {count} device(s).", messages.SUCCESS)
+
+    @admin.action(description="Sign selected devices out (tokens issued until now are refused; the devices stay paired)")
+    def revoke_tokens_selected(self, request, queryset):
+        count = services.device_tokens_revoke(device_ids=list(queryset.values_list("pk", flat=True)), admin_user_id=request.user.pk)
+        self.message_user(request, f"Revoked the tokens of {count} device(s); their sockets are closing.", messages.SUCCESS)

@@ -5,7 +5,8 @@ refuses and why (docs/api.md, "Device auth"):
 - any alg but EdDSA: `none`, HS* (a public key used as an HMAC secret) and RS*/ES* are never tried;
 - a `jwk`, `jku`, `x5u` or `x5c` header: the key comes from our database, never from the token;
 - missing `sub`, `book_id`, `iat` or `exp`; an `iat` in the future; a lifetime over 24 h;
-- an unknown or revoked device, a signature by any key but the device's registered one.
+- an unknown or revoked device, a signature by any key but the device's registered one;
+- a token whose `iat` is before the device's `tokens_valid_after` (its tokens were revoked).
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ class TokenRefused(ApplicationError):
     code = "INVALID_TOKEN"
     default_message = "Invalid token."
 
-    def __init__(self, reason: str, message: str | None = None):
-        super().__init__(message or f"Token refused: {reason.replace('_', ' ')}.", details={"reason": reason}, headers={"WWW-Authenticate": _CHALLENGE})
+    def __init__(self, reason: str, message: str | None = None, **details: Any):
+        super().__init__(
+            message or f"Token refused: {reason.replace('_', ' ')}.", details={"reason": reason, **details},
+            headers={"WWW-Authenticate": _CHALLENGE},
+        )  # fmt: skip
 
 
 class TokenForbidden(Forbidden):
@@ -79,9 +83,20 @@ def device_token_verify(token: str) -> VerifiedDevice:
     claims = _decode(token, bytes(device.public_key), required=("sub", "book_id", "iat", "exp"))
     if device.is_revoked:
         raise TokenRefused("device_revoked", "This device was revoked; pair it again.")
+    tokens_issued_check(device, claims["iat"])
     if str(_uuid_claim(claims, "book_id")) != str(device.book_id):
         raise TokenForbidden("book_mismatch", "The token's book is not the device's book.")
     return VerifiedDevice(device=device, claims=claims)
+
+
+def tokens_issued_check(device: Device, issued_at: float) -> None:
+    """Refuse a credential issued (token `iat`, ticket issue time) before the device's tokens were revoked."""
+    valid_after = device.tokens_valid_after
+    if valid_after is not None and issued_at < valid_after.timestamp():
+        raise TokenRefused(
+            "token_revoked", "This token was issued before the device's tokens were revoked; sign a new one.",
+            valid_after=int(valid_after.timestamp()),
+        )  # fmt: skip
 
 
 def self_signed_token_verify(token: str, *, public_key: bytes, device_id: uuid.UUID | None = None) -> uuid.UUID:

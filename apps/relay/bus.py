@@ -89,7 +89,7 @@ class LocalBus:
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
 
-    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str]], None] | None = None) -> None:
+    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str], str], None] | None = None) -> None:
         self._deliver = deliver
 
     async def stop(self) -> None:
@@ -282,14 +282,14 @@ class RedisBus:
         self._reader: asyncio.Task | None = None
         self._deliver: Deliver | None = None
         self._lost: Callable[[], None] | None = None
-        self._revoked: Callable[[list[str]], None] | None = None
+        self._revoked: Callable[[list[str], str], None] | None = None
         self._revocation_channel = _revocation_channel()
         self.up = False
 
     # The Redis bus hears device revocations itself (below); the local one leaves that to the hub.
     hears_revocations = True
 
-    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str]], None] | None = None) -> None:
+    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str], str], None] | None = None) -> None:
         self._deliver, self._lost, self._revoked = deliver, lost, revoked
         try:
             await self._connect()
@@ -377,11 +377,12 @@ class RedisBus:
         try:
             message = get_channel_layer().deserialize(data)
             device_ids = [str(device_id) for device_id in message.get("device_ids", [])]
+            reason = str(message.get("reason") or "device revoked")
         except Exception as exc:
             logger.warning("relay revocation unreadable", extra={"event": "relay_revocations_failed", "error": type(exc).__name__})
             return
         if self._revoked is not None:
-            self._revoked(device_ids)
+            self._revoked(device_ids, reason)
 
     def _fail_confirmations(self) -> None:
         for future in self._confirmations.values():
