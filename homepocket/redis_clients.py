@@ -54,6 +54,7 @@ class RedisUser:
     timeout_setting: str | None = None  # a setting overriding `timeout`
     max_connections_setting: str | None = None
     retries: int = 2  # connection errors retried with backoff; 0: fail fast, the caller decides
+    socket_timeout: float | None = None  # a reply's bound when not `timeout` (a long pipeline)
     why: str = ""
 
 
@@ -66,7 +67,7 @@ USERS: dict[str, RedisUser] = {
             why="each policy declares open or closed (docs/quotas.md); the store then stays marked down RATELIMIT_STORE_RETRY s",
         ),
         RedisUser(
-            "relay", Fallback.FAIL_CLOSED, max_connections=32, timeout_setting="RELAY_REDIS_TIMEOUT_SECONDS", retries=0,
+            "relay", Fallback.FAIL_CLOSED, max_connections=32, timeout_setting="RELAY_REDIS_TIMEOUT_SECONDS", retries=0, socket_timeout=5.0,
             why="sockets close with 1013 TRY_AGAIN_LATER and HTTP sends answer 503 RETRY_LATER; a lost connection must surface",
         ),
         RedisUser(
@@ -128,7 +129,8 @@ def sync_client(name: str):
             client = _sync_clients.get(key)
             if client is None:
                 pool = redis.BlockingConnectionPool.from_url(
-                    url, max_connections=size, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout,
+                    url, max_connections=size, timeout=timeout, socket_timeout=user.socket_timeout or timeout,
+                    socket_connect_timeout=min(timeout, 2.0),
                     retry=_retry(user, redis.retry), health_check_interval=30,
                 )  # fmt: skip
                 client = _sync_clients[key] = redis.Redis(connection_pool=pool)
@@ -149,13 +151,14 @@ def async_client(name: str, *, socket_timeout: float | None = -1.0):
         raise RuntimeError(f"Redis user {name!r} has no URL ({user.url_setting} is empty)")
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=size, timeout=timeout, socket_connect_timeout=min(timeout, 2.0),
-        socket_timeout=timeout if socket_timeout == -1.0 else socket_timeout, retry=_retry(user, redis.asyncio.retry),
+        socket_timeout=(user.socket_timeout or timeout) if socket_timeout == -1.0 else socket_timeout,
+        retry=_retry(user, redis.asyncio.retry),
     )  # fmt: skip
     return aioredis.Redis(connection_pool=pool)
 
 
 def _forget(*, setting, **kwargs):
-    if "REDIS" in setting or setting in {"CACHE_KEY_PREFIX", "RATELIMIT_STORE_TIMEOUT", "RELAY_REDIS_TIMEOUT_SECONDS"}:
+    if setting.endswith("REDIS_URL") or setting == "CACHE_KEY_PREFIX":
         _sync_clients.clear()
         broadcast.reset()
 
@@ -257,6 +260,8 @@ class Broadcast:
 
         backoff = 0.05
         url, _, _ = _resolved(USERS["broadcast"])
+        if not url:  # the settings changed to the embedded mode under a starting listener (tests)
+            return
         while not stop.is_set():
             client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=None, health_check_interval=5)
             pubsub = client.pubsub(ignore_subscribe_messages=False)

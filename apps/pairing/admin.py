@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import transaction
 
-from apps.pairing import services
+from apps.pairing import device_cache, services
 from apps.pairing.models import Book, Device
 
 
@@ -27,6 +28,12 @@ class BookAdmin(admin.ModelAdmin):
     search_fields = ("=id",)
     readonly_fields = ("id", "created_at")
     inlines = [DeviceInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "plan" in form.changed_data:  # the device cache holds the plan quotas count by
+            ids = [str(pk) for pk in obj.devices.values_list("pk", flat=True)]
+            transaction.on_commit(lambda: device_cache.devices_changed(ids))
 
     @admin.display(description="active devices")
     def active_devices(self, obj: Book) -> int:

@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 
+from apps.pairing.device_cache import device_get
 from apps.pairing.models import Device
 from homepocket.api.errors import ApplicationError, Forbidden
 
@@ -77,7 +78,7 @@ def device_token_verify(token: str) -> VerifiedDevice:
     """Verify a book-bound device token and return its device; raise TokenRefused/TokenForbidden."""
     unverified = _unverified_claims(token)
     device_id = _uuid_claim(unverified, "sub")
-    device = Device.objects.select_related("book").filter(pk=device_id).first()
+    device = device_get(device_id)
     if device is None:
         raise TokenRefused("unknown_device")
     claims = _decode(token, bytes(device.public_key), required=("sub", "book_id", "iat", "exp"))

@@ -16,7 +16,7 @@ from django.utils import timezone
 from apps.audit.models import EventType, Outcome
 from apps.audit.hashing import id_hash
 from apps.audit.services import audit_event_record
-from apps.pairing import codes, metrics
+from apps.pairing import codes, device_cache, metrics
 from apps.pairing.models import Book, Device
 from homepocket.api.errors import ApplicationError
 
@@ -72,6 +72,12 @@ def _revocation_announce(device_ids: list[str], reason: str = "device revoked") 
         )
 
 
+def _devices_changed_announce(device_ids: list[str], reason: str) -> None:
+    """After commit: every node's device cache drops them, then their sockets close."""
+    device_cache.devices_changed(device_ids)
+    _revocation_announce(device_ids, reason=reason)
+
+
 def devices_revoke(*, device_ids: list[uuid.UUID], actor_device_id=None, admin_user_id=None) -> int:
     """Revoke devices: their tokens are refused from now on, and live sockets are told to close. Returns how many were active."""
     with transaction.atomic():
@@ -84,7 +90,7 @@ def devices_revoke(*, device_ids: list[uuid.UUID], actor_device_id=None, admin_u
                 details={"by": "admin", "admin_user_id": admin_user_id} if admin_user_id else {"by": "device"},
             )  # fmt: skip
         if active:
-            transaction.on_commit(lambda: _revocation_announce([str(pk) for pk, _ in active]))
+            transaction.on_commit(lambda: _devices_changed_announce([str(pk) for pk, _ in active], "device revoked"))
     return count
 
 
@@ -118,7 +124,7 @@ def device_tokens_revoke(*, device_ids: list[uuid.UUID], actor_device_id=None, a
                 },
             )  # fmt: skip
         if active:
-            transaction.on_commit(lambda: _revocation_announce([str(pk) for pk, _ in active], reason="tokens revoked"))
+            transaction.on_commit(lambda: _devices_changed_announce([str(pk) for pk, _ in active], "tokens revoked"))
     return len(active)
 
 

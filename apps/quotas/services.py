@@ -203,8 +203,7 @@ def limiter_store():
             if _store is None:
                 from apps.quotas.store_redis import RedisStore
 
-                url = settings.RATELIMIT_REDIS_URL
-                _store = RedisStore(url) if url else MemoryStore()
+                _store = RedisStore() if settings.RATELIMIT_REDIS_URL else MemoryStore()
     return _store
 
 

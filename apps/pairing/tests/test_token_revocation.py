@@ -86,7 +86,7 @@ class TestDeviceTokens:
 
     def test_the_bump_tells_the_relay_to_close_the_devices_sockets(self, family, bob, django_capture_on_commit_callbacks, monkeypatch):
         told = []
-        monkeypatch.setattr(services, "_revocation_announce", lambda ids, reason="": told.append((ids, reason)))
+        monkeypatch.setattr(services, "_devices_changed_announce", lambda ids, reason: told.append((ids, reason)))
         with django_capture_on_commit_callbacks(execute=True):
             services.device_tokens_revoke(device_ids=[bob.device_id])
         assert told == [([str(bob.device_id)], "tokens revoked")]
