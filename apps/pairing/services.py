@@ -232,7 +232,9 @@ def pairing_exchange(*, short_code: str, device: Device, wait_seconds: float = 0
                 return completion
             raise InvalidShortCode()  # another exchange of the same device took it
         live = codes.code_get(short_code)
-        if live is None or live.initiator_device_id != str(device.pk):
+        # A verify that claimed the code and is still writing its device: wait for its completion.
+        joining = live is None and codes.code_joining(short_code)
+        if not joining and (live is None or live.initiator_device_id != str(device.pk)):
             if codes.code_expired(short_code):
                 raise ShortCodeExpired()
             raise InvalidShortCode()
