@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 # first so that request ids, access logs and metrics cover the admin too.
 MIDDLEWARE = [
     "homepocket.middleware.request_context_middleware",
+    "apps.cluster.maintenance.maintenance_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -72,6 +73,7 @@ MIDDLEWARE = [
 # authenticates with bearer tokens, so CSRF does not apply to it.
 API_MIDDLEWARE = [
     "homepocket.middleware.request_context_middleware",
+    "apps.cluster.maintenance.maintenance_middleware",
     "homepocket.inline_middleware.InlineSecurityMiddleware",
     "homepocket.inline_middleware.InlineXFrameOptionsMiddleware",
 ]
@@ -311,6 +313,10 @@ DEVICE_LAST_ACTIVE_INTERVAL_SECONDS = env_int("DEVICE_LAST_ACTIVE_INTERVAL_SECON
 # only bound an entry's life. 0 turns a level off.
 DEVICE_CACHE_SECONDS = env_int("DEVICE_CACHE_SECONDS", 60)
 DEVICE_CACHE_REDIS_SECONDS = env_int("DEVICE_CACHE_REDIS_SECONDS", 300)
+# Hot configuration (apps/cluster/hot_config.py): a node re-reads it this often while it cannot
+# hear the broadcast (Redis down, or the embedded mode), and this often in any case.
+HOT_CONFIG_POLL_SECONDS = env_float("HOT_CONFIG_POLL_SECONDS", 5.0)
+HOT_CONFIG_SAFETY_SECONDS = env_float("HOT_CONFIG_SAFETY_SECONDS", 60.0)
 
 # --- audit ------------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from apps.audit.services import audit_event_record
 from apps.quotas import limiter, metrics
 from apps.quotas.limiter import CheckResult, Limit, MemoryStore, StoreUnavailable
 from apps.quotas.models import ApiKey, FailMode, Plan, Policy, QuotaNotification, Subject, Window
-from apps.quotas.policies import PolicyRule, policies_forget, policy_rule, policy_rules_for
+from apps.quotas.policies import POLICIES_CHANGED, PolicyRule, policies_forget, policy_rule, policy_rules_for
 from homepocket.api.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -396,5 +396,13 @@ def policy_update(*, policy: Policy, changed_fields: list[str], admin_user_id=No
                 "fail_mode": policy.fail_mode, "admin_user_id": admin_user_id,
             },
         )  # fmt: skip
+        transaction.on_commit(policies_changed_announce)
     policies_forget()
     return policy
+
+
+def policies_changed_announce() -> None:
+    """Every node drops its copy of the policies at once (the TTL still bounds it when Redis is down)."""
+    from homepocket.redis_clients import broadcast
+
+    broadcast.publish(POLICIES_CHANGED, {})
