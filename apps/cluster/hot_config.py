@@ -103,17 +103,23 @@ def hot_config_start() -> None:
     with _start_lock:
         if _thread is not None and _thread.is_alive() and getattr(_thread, "pid", None) == os.getpid():
             return
+        if broadcast.distributed:
+            broadcast.start()  # hear announcements from the start, whatever else uses Redis
         _thread = threading.Thread(target=_run, name="hot-config", daemon=True)
         _thread.pid = os.getpid()
         _thread.start()
 
 
 def _due(*, woken: bool, last_read: float, epoch_read: int) -> bool:
-    """Read now? When told to, when nothing is heard (Redis down, embedded), after the broadcast
-    reconnected (an announcement may have been missed), and every HOT_CONFIG_SAFETY_SECONDS."""
-    if woken or not broadcast.distributed or not broadcast.trusted() or broadcast.epoch != epoch_read:
+    """Read now? When told to, after the broadcast (re)connected (an announcement may have been
+    missed), every HOT_CONFIG_POLL_SECONDS while nothing is heard (Redis down, embedded), and
+    every HOT_CONFIG_SAFETY_SECONDS anyway. trusted() also starts the broadcast listener."""
+    if woken or broadcast.epoch != epoch_read:
         return True
-    return time.monotonic() - last_read >= settings.HOT_CONFIG_SAFETY_SECONDS
+    elapsed = time.monotonic() - last_read
+    if not broadcast.distributed or not broadcast.trusted():
+        return elapsed >= settings.HOT_CONFIG_POLL_SECONDS
+    return elapsed >= settings.HOT_CONFIG_SAFETY_SECONDS
 
 
 def _run() -> None:
@@ -129,4 +135,4 @@ def _run() -> None:
             finally:
                 close_old_connections()
                 connection.close()
-        woken = _wake.wait(settings.HOT_CONFIG_POLL_SECONDS)
+        woken = _wake.wait(1.0)  # a check costs no query; a read happens only when due

@@ -36,9 +36,16 @@ def wait_until(condition, what: str) -> float:
     return time.monotonic() - started
 
 
-def test_a_change_applies_on_both_nodes_at_start_and_through_a_redis_outage(tmp_path):
-    redis_server = PrivateRedis(tmp_path).start()
-    env = node_env(redis_server, HOT_CONFIG_POLL_SECONDS="2")
+@pytest.fixture
+def private_redis(tmp_path):
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def test_a_change_applies_on_both_nodes_through_the_broadcast_and_at_start(tmp_path, private_redis):
+    # No poll within the test's life: only the announcement or the read at start can apply a change.
+    env = node_env(private_redis, HOT_CONFIG_POLL_SECONDS="3600", HOT_CONFIG_SAFETY_SECONDS="3600")
     first = LiveServer(tmp_path / "node1", extra_env=env)
     second = None
     try:
@@ -46,20 +53,31 @@ def test_a_change_applies_on_both_nodes_at_start_and_through_a_redis_outage(tmp_
         second = LiveServer(tmp_path / "node2", extra_env={**env, **first.peer_env()}).start(migrate=False)
         assert not in_maintenance(first) and not in_maintenance(second)
 
-        # 1. Announced on Redis: both nodes apply it.
         first.manage("hotconfig", "set", "--maintenance", "on", "--message", "upgrading")
         seen = [wait_until(lambda s=s: in_maintenance(s), f"{s.url} never applied maintenance") for s in (first, second)]
         print(f"maintenance on applied: node 1 {seen[0]:.2f} s, node 2 {seen[1]:.2f} s after the command returned")
 
-        # 2. A node that was down during a change reads it at start.
+        # A node that was down during a change reads it at start.
         second.stop(keep_database=True)
         first.manage("hotconfig", "set", "--maintenance", "off")
         wait_until(lambda: not in_maintenance(first), "node 1 never left maintenance")
         second = LiveServer(tmp_path / "node2b", extra_env={**env, **first.peer_env()}).start(migrate=False)
         wait_until(lambda: not in_maintenance(second), "the restarted node never read the change")
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
 
-        # 3. Redis down: no announcement can travel; the nodes poll the database.
-        redis_server.stop()
+
+def test_with_redis_stopped_both_nodes_apply_a_change_by_polling(tmp_path, private_redis):
+    env = node_env(private_redis, HOT_CONFIG_POLL_SECONDS="2")
+    first = LiveServer(tmp_path / "node1", extra_env=env)
+    second = None
+    try:
+        first.start()
+        second = LiveServer(tmp_path / "node2", extra_env={**env, **first.peer_env()}).start(migrate=False)
+        assert not in_maintenance(second)
+        private_redis.stop()  # no announcement can travel now
         first.manage("hotconfig", "set", "--maintenance", "on")
         seen = [wait_until(lambda s=s: in_maintenance(s), f"{s.url} never polled the change") for s in (first, second)]
         print(f"with Redis down, maintenance on applied: node 1 {seen[0]:.2f} s, node 2 {seen[1]:.2f} s (poll every 2 s)")
@@ -68,4 +86,3 @@ def test_a_change_applies_on_both_nodes_at_start_and_through_a_redis_outage(tmp_
         if second is not None:
             second.stop()
         first.stop()
-        redis_server.stop()
