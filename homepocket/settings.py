@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 # first so that request ids, access logs and metrics cover the admin too.
 MIDDLEWARE = [
     "homepocket.middleware.request_context_middleware",
+    "apps.cluster.maintenance.maintenance_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -74,6 +75,7 @@ MIDDLEWARE = [
 # authenticates with bearer tokens, so CSRF does not apply to it.
 API_MIDDLEWARE = [
     "homepocket.middleware.request_context_middleware",
+    "apps.cluster.maintenance.maintenance_middleware",
     "homepocket.inline_middleware.InlineSecurityMiddleware",
     "homepocket.inline_middleware.InlineXFrameOptionsMiddleware",
 ]
@@ -161,7 +163,12 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            # A blocking pool, as for every Redis client (homepocket/redis_clients.py): past 64
+            # connections a cache call waits up to 2 s for one instead of failing at once.
+            "OPTIONS": {
+                "pool_class": "redis.BlockingConnectionPool", "max_connections": 64, "timeout": 2,
+                "socket_connect_timeout": 2, "socket_timeout": 2,
+            },
         }
     }
     # The pub/sub layer, not the classic one: the classic layer drops messages silently past
@@ -304,6 +311,15 @@ SPECTACULAR_SETTINGS = {
 DEVICE_TOKEN_MAX_LIFETIME_SECONDS = env_int("DEVICE_TOKEN_MAX_LIFETIME_SECONDS", 24 * 3600)
 DEVICE_TOKEN_LEEWAY_SECONDS = env_int("DEVICE_TOKEN_LEEWAY_SECONDS", 60)
 DEVICE_LAST_ACTIVE_INTERVAL_SECONDS = env_int("DEVICE_LAST_ACTIVE_INTERVAL_SECONDS", 60)
+# Device records for token checks, cached in the process and in Redis (distributed mode only;
+# apps/pairing/device_cache.py): a change reaches every node through the broadcast at once; these
+# only bound an entry's life. 0 turns a level off.
+DEVICE_CACHE_SECONDS = env_int("DEVICE_CACHE_SECONDS", 60)
+DEVICE_CACHE_REDIS_SECONDS = env_int("DEVICE_CACHE_REDIS_SECONDS", 300)
+# Hot configuration (apps/cluster/hot_config.py): a node re-reads it this often while it cannot
+# hear the broadcast (Redis down, or the embedded mode), and this often in any case.
+HOT_CONFIG_POLL_SECONDS = env_float("HOT_CONFIG_POLL_SECONDS", 5.0)
+HOT_CONFIG_SAFETY_SECONDS = env_float("HOT_CONFIG_SAFETY_SECONDS", 60.0)
 
 # --- audit ------------------------------------------------------------------------------------
 

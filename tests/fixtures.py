@@ -82,6 +82,17 @@ def _rate_limits_of_this_test_only(settings):
 
 
 @pytest.fixture(autouse=True)
+def _device_records_read_from_the_database(settings):
+    """In-process tests change rows behind the services' back (no invalidation): no device cache.
+
+    The cache has its own tests (apps/pairing/tests/test_device_cache.py), and the live servers of
+    the end-to-end tests run with it on, as production does.
+    """
+    settings.DEVICE_CACHE_SECONDS = 0
+    settings.DEVICE_CACHE_REDIS_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _audit_written_at_commit(settings):
     """In-process tests see their audit rows at commit; the buffer has its own tests (apps/audit)."""
     settings.AUDIT_FLUSH_INTERVAL = 0

@@ -23,6 +23,11 @@ class EventType(models.TextChoices):
     POLICY_CHANGED = "policy.changed", "rate-limit policy changed"
     API_KEY_CREATED = "api_key.created", "API key created"
     API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+    # A device's or API key's earlier tokens refused from now on (apps/pairing, apps/quotas).
+    DEVICE_TOKENS_REVOKED = "device.tokens_revoked", "device tokens revoked"
+    API_KEY_ROTATED = "api_key.rotated", "API key rotated"
+    # Hot configuration changed by an operator (apps/cluster).
+    CONFIG_CHANGED = "config.changed", "runtime configuration changed"
 
 
 class Outcome(models.TextChoices):

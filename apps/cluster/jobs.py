@@ -36,6 +36,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from prometheus_client import Counter
 
+from homepocket.redis_clients import sync_client
+
 logger = logging.getLogger(__name__)
 
 LOCK_TTL_SECONDS = 60
@@ -81,22 +83,9 @@ def _fence_key(name: str) -> str:
     return f"{settings.CACHE_KEY_PREFIX}:job:{name}:fence"
 
 
-_client = None
-_client_lock = threading.Lock()
-
-
 def _redis():
-    """This process's client for job leases: a small bounded pool, short timeouts, no silent retries."""
-    global _client
-    with _client_lock:
-        if _client is None:
-            import redis
-
-            pool = redis.BlockingConnectionPool.from_url(
-                settings.REDIS_URL, max_connections=4, timeout=2, socket_connect_timeout=2, socket_timeout=2
-            )
-            _client = redis.Redis(connection_pool=pool, retry=None)
-        return _client
+    """This process's client for job leases ("jobs" in homepocket/redis_clients.py: small pool, fail closed)."""
+    return sync_client("jobs")
 
 
 @dataclass

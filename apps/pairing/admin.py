@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import transaction
 
-from apps.pairing import services
+from apps.pairing import device_cache, services
 from apps.pairing.models import Book, Device
 
 
@@ -27,6 +28,12 @@ class BookAdmin(admin.ModelAdmin):
     search_fields = ("=id",)
     readonly_fields = ("id", "created_at")
     inlines = [DeviceInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "plan" in form.changed_data:  # the device cache holds the plan quotas count by
+            ids = [str(pk) for pk in obj.devices.values_list("pk", flat=True)]
+            transaction.on_commit(lambda: device_cache.devices_changed(ids))
 
     @admin.display(description="active devices")
     def active_devices(self, obj: Book) -> int:
@@ -54,9 +61,9 @@ class DeviceAdmin(admin.ModelAdmin):
     list_filter = (RevokedFilter, ("created_at", admin.DateFieldListFilter), ("last_active_at", admin.DateFieldListFilter))
     search_fields = ("=id", "=book__id", "name")
     list_select_related = ("book",)
-    readonly_fields = ("id", "book", "public_key_b64", "created_at", "last_active_at", "revoked_at")
-    fields = ("id", "book", "name", "public_key_b64", "created_at", "last_active_at", "revoked_at")
-    actions = ["revoke_selected"]
+    readonly_fields = ("id", "book", "public_key_b64", "created_at", "last_active_at", "revoked_at", "tokens_valid_after")
+    fields = ("id", "book", "name", "public_key_b64", "created_at", "last_active_at", "revoked_at", "tokens_valid_after")
+    actions = ["revoke_selected", "revoke_tokens_selected"]
 
     @admin.display(description="public key (base64)")
     def public_key_b64(self, obj: Device) -> str:
@@ -69,3 +76,8 @@ class DeviceAdmin(admin.ModelAdmin):
     def revoke_selected(self, request, queryset):
         count = services.devices_revoke(device_ids=list(queryset.values_list("pk", flat=True)), admin_user_id=request.user.pk)
         self.message_user(request, f"Revoked {count} device(s).", messages.SUCCESS)
+
+    @admin.action(description="Sign selected devices out (tokens issued until now are refused; the devices stay paired)")
+    def revoke_tokens_selected(self, request, queryset):
+        count = services.device_tokens_revoke(device_ids=list(queryset.values_list("pk", flat=True)), admin_user_id=request.user.pk)
+        self.message_user(request, f"Revoked the tokens of {count} device(s); their sockets are closing.", messages.SUCCESS)

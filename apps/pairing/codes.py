@@ -86,6 +86,12 @@ def code_expired(code: str) -> bool:
     return bool(tomb) and tomb["state"] == "live" and tomb["expires_at"] <= now()
 
 
+def code_joining(code: str) -> bool:
+    """True between a verify's claim and its completion: the code is gone but was never used up."""
+    tomb = cache.get(_tomb_key(code))
+    return bool(tomb) and tomb["state"] == "live" and tomb["expires_at"] > now()
+
+
 def code_claim(code: str) -> bool:
     """Consume the code; True for exactly one caller."""
     return bool(cache.delete(_code_key(code)))

@@ -5,7 +5,8 @@ refuses and why (docs/api.md, "Device auth"):
 - any alg but EdDSA: `none`, HS* (a public key used as an HMAC secret) and RS*/ES* are never tried;
 - a `jwk`, `jku`, `x5u` or `x5c` header: the key comes from our database, never from the token;
 - missing `sub`, `book_id`, `iat` or `exp`; an `iat` in the future; a lifetime over 24 h;
-- an unknown or revoked device, a signature by any key but the device's registered one.
+- an unknown or revoked device, a signature by any key but the device's registered one;
+- a token whose `iat` is before the device's `tokens_valid_after` (its tokens were revoked).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import jwt
@@ -20,6 +22,7 @@ from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 
+from apps.pairing.device_cache import device_get
 from apps.pairing.models import Device
 from homepocket.api.errors import ApplicationError, Forbidden
 
@@ -32,8 +35,11 @@ class TokenRefused(ApplicationError):
     code = "INVALID_TOKEN"
     default_message = "Invalid token."
 
-    def __init__(self, reason: str, message: str | None = None):
-        super().__init__(message or f"Token refused: {reason.replace('_', ' ')}.", details={"reason": reason}, headers={"WWW-Authenticate": _CHALLENGE})
+    def __init__(self, reason: str, message: str | None = None, **details: Any):
+        super().__init__(
+            message or f"Token refused: {reason.replace('_', ' ')}.", details={"reason": reason, **details},
+            headers={"WWW-Authenticate": _CHALLENGE},
+        )  # fmt: skip
 
 
 class TokenForbidden(Forbidden):
@@ -82,7 +88,7 @@ def device_token_subject(token: str) -> uuid.UUID:
 
 def device_token_device_load(device_id: uuid.UUID) -> Device:
     """The device (with its book) a token names, or TokenRefused("unknown_device")."""
-    device = Device.objects.select_related("book").filter(pk=device_id).first()
+    device = device_get(device_id)
     if device is None:
         raise TokenRefused("unknown_device")
     return device
@@ -97,9 +103,24 @@ def device_token_check(token: str, device: Device) -> dict[str, Any]:
     claims = _decode(token, bytes(device.public_key), required=("sub", "book_id", "iat", "exp"))
     if device.is_revoked:
         raise TokenRefused("device_revoked", "This device was revoked; pair it again.")
+    tokens_issued_check(device, claims["iat"])
     if str(_uuid_claim(claims, "book_id")) != str(device.book_id):
         raise TokenForbidden("book_mismatch", "The token's book is not the device's book.")
     return claims
+
+
+def tokens_issued_check(device: Device, issued_at: float) -> None:
+    """Refuse a credential issued (token `iat`, ticket issue time) before the device's tokens were revoked."""
+    tokens_cutoff_check(device.tokens_valid_after, issued_at)
+
+
+def tokens_cutoff_check(valid_after: datetime | None, issued_at: float) -> None:
+    """Refuse a credential issued before `valid_after` (a device's tokens_valid_after, however it was read)."""
+    if valid_after is not None and issued_at < valid_after.timestamp():
+        raise TokenRefused(
+            "token_revoked", "This token was issued before the device's tokens were revoked; sign a new one.",
+            valid_after=int(valid_after.timestamp()),
+        )  # fmt: skip
 
 
 def self_signed_token_verify(token: str, *, public_key: bytes, device_id: uuid.UUID | None = None) -> uuid.UUID:

@@ -35,6 +35,10 @@ class Device(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_active_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Tokens whose `iat` is before this are refused (docs/api.md, "token_revoked"): bumping it
+    # signs the device out everywhere without revoking it. Whole seconds, rounded up, because
+    # `iat` is whole seconds: a token minted in the very second of the bump is refused too.
+    tokens_valid_after = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]

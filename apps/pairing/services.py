@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -15,7 +16,7 @@ from django.utils import timezone
 from apps.audit.models import EventType, Outcome
 from apps.audit.hashing import id_hash
 from apps.audit.services import audit_event_record
-from apps.pairing import codes, metrics
+from apps.pairing import codes, device_cache, metrics
 from apps.pairing.models import Book, Device
 from homepocket.api.errors import ApplicationError
 
@@ -55,7 +56,7 @@ def book_create(*, device_id: uuid.UUID, public_key: bytes, device_name: str) ->
 DEVICE_REVOKED_GROUP = "devices.revoked"
 
 
-def _revocation_announce(device_ids: list[str]) -> None:
+def _revocation_announce(device_ids: list[str], reason: str = "device revoked") -> None:
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
@@ -63,11 +64,18 @@ def _revocation_announce(device_ids: list[str]) -> None:
     if layer is None or not device_ids:
         return
     try:
-        async_to_sync(layer.group_send)(DEVICE_REVOKED_GROUP, {"type": "devices.revoked", "device_ids": device_ids})
+        message = {"type": "devices.revoked", "device_ids": device_ids, "reason": reason}
+        async_to_sync(layer.group_send)(DEVICE_REVOKED_GROUP, message)
     except Exception as exc:  # the revocation stands; sockets re-check their token when they reconnect
         logging.getLogger("homepocket.pairing").warning(
             "revocation announce failed", extra={"event": "revocation_announce_failed", "error": type(exc).__name__}
         )
+
+
+def _devices_changed_announce(device_ids: list[str], reason: str) -> None:
+    """After commit: every node's device cache drops them, then their sockets close."""
+    device_cache.devices_changed(device_ids)
+    _revocation_announce(device_ids, reason=reason)
 
 
 def devices_revoke(*, device_ids: list[uuid.UUID], actor_device_id=None, admin_user_id=None) -> int:
@@ -82,8 +90,42 @@ def devices_revoke(*, device_ids: list[uuid.UUID], actor_device_id=None, admin_u
                 details={"by": "admin", "admin_user_id": admin_user_id} if admin_user_id else {"by": "device"},
             )  # fmt: skip
         if active:
-            transaction.on_commit(lambda: _revocation_announce([str(pk) for pk, _ in active]))
+            transaction.on_commit(lambda: _devices_changed_announce([str(pk) for pk, _ in active], "device revoked"))
     return count
+
+
+def tokens_valid_after_next(now=None):
+    """The cut-off a bump sets: now, rounded up to the next whole second.
+
+    `iat` is whole seconds, so a token minted earlier in the very second of the bump has the same
+    `iat` as one minted just after it; both are refused, and a new token is accepted from this
+    second on (the refusal's `details.valid_after` says when).
+    """
+    now = now or timezone.now()
+    return now.replace(microsecond=0) + timedelta(seconds=1) if now.microsecond else now
+
+
+def device_tokens_revoke(*, device_ids: list[uuid.UUID], actor_device_id=None, admin_user_id=None) -> int:
+    """Refuse every token the devices issued until now, on every node, and close their sockets. Returns how many."""
+    valid_after = tokens_valid_after_next()
+    with transaction.atomic():
+        active = list(Device.objects.filter(pk__in=device_ids, revoked_at__isnull=True).values_list("pk", "book_id"))
+        # Never moves back: a second bump in the same second changes nothing.
+        Device.objects.filter(Q(tokens_valid_after__isnull=True) | Q(tokens_valid_after__lt=valid_after), pk__in=[pk for pk, _ in active]).update(
+            tokens_valid_after=valid_after
+        )
+        for device_pk, book_pk in active:
+            audit_event_record(
+                event_type=EventType.DEVICE_TOKENS_REVOKED, outcome=Outcome.SUCCESS, actor_device_id=actor_device_id,
+                book_id=book_pk, target=f"device:{id_hash('device', device_pk)}",
+                details={
+                    "valid_after": int(valid_after.timestamp()),
+                    **({"by": "admin", "admin_user_id": admin_user_id} if admin_user_id else {"by": "device" if actor_device_id else "command"}),
+                },
+            )  # fmt: skip
+        if active:
+            transaction.on_commit(lambda: _devices_changed_announce([str(pk) for pk, _ in active], "tokens revoked"))
+    return len(active)
 
 
 # --- pairing: a new device joins a book with a 6-digit code ---------------------------------
@@ -190,7 +232,9 @@ def pairing_exchange(*, short_code: str, device: Device, wait_seconds: float = 0
                 return completion
             raise InvalidShortCode()  # another exchange of the same device took it
         live = codes.code_get(short_code)
-        if live is None or live.initiator_device_id != str(device.pk):
+        # A verify that claimed the code and is still writing its device: wait for its completion.
+        joining = live is None and codes.code_joining(short_code)
+        if not joining and (live is None or live.initiator_device_id != str(device.pk)):
             if codes.code_expired(short_code):
                 raise ShortCodeExpired()
             raise InvalidShortCode()

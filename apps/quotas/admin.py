@@ -13,9 +13,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("name", "prefix", "scopes", "rpm", "daily", "monthly", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter), ("created_at", admin.DateFieldListFilter))
     search_fields = ("name", "=prefix")
-    fields = ("name", "scopes", "rpm", "daily", "monthly", "prefix", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
-    actions = ["revoke_selected"]
+    fields = ("name", "scopes", "rpm", "daily", "monthly", "prefix", "created_at", "last_used_at", "revoked_at", "tokens_valid_after")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at", "tokens_valid_after")
+    actions = ["revoke_selected", "rotate_selected"]
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -31,6 +31,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke_selected(self, request, queryset):
         count = services.api_keys_revoke(key_ids=list(queryset.values_list("pk", flat=True)), admin_user_id=request.user.pk)
         self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)
+
+
+    @admin.action(description="Rotate selected API keys (the current secrets are refused from now on)")
+    def rotate_selected(self, request, queryset):
+        for key_id in queryset.values_list("pk", flat=True):
+            rotated = services.api_key_rotate(key_id=key_id, admin_user_id=request.user.pk)
+            if rotated is None:
+                self.message_user(request, f"API key {key_id} is revoked: not rotated.", messages.ERROR)
+            else:
+                messages.warning(request, f"The new secret of {rotated[0].name} ({key_id}), shown this once: {rotated[1]}")
 
 
 @admin.register(Policy)

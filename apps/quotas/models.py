@@ -22,6 +22,10 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # An API key has no tokens of its own to date: bumping its session rotates the secret. The
+    # key strings issued before this time (the retired secret) are refused with `token_revoked`.
+    tokens_valid_after = models.DateTimeField(null=True, blank=True)
+    retired_secret_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,9 +1,9 @@
 """Policies as every node sees them: the database's rows, re-read at most RATELIMIT_POLICY_TTL seconds old.
 
-A short-lived in-process copy instead of pub/sub: one indexed query per node every few seconds
-costs nothing, needs no subscriber thread that could silently die, and bounds how stale a node
-can be (the TTL, 5 s by default) whatever happened to Redis. An edit on one node also drops that
-node's copy at once.
+A short-lived in-process copy: one indexed query per node every few seconds costs nothing and
+bounds how stale a node can be (the TTL, 5 s by default) whatever happened to Redis. An edit is
+also announced on the broadcast (`quota_policies.changed`, homepocket/redis_clients.py), which
+drops every node's copy at once; the TTL is the bound when that announcement is lost.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ class PolicyRule:
     window: str
     fail_mode: str
 
+
+POLICIES_CHANGED = "quota_policies.changed"  # broadcast topic: a policy was edited
 
 _lock = threading.Lock()
 _rules: dict[tuple[str, str], PolicyRule] = {}
@@ -61,3 +63,16 @@ def policy_rules_for(plan: str, subjects: set[str]) -> list[PolicyRule]:
     scopes = sorted({scope for scope, _ in _load()})
     rules = [policy_rule(scope, plan) for scope in scopes]
     return [rule for rule in rules if rule is not None and rule.subject in subjects]
+
+
+def _announced(data: dict) -> None:
+    policies_forget()
+
+
+def _subscribe() -> None:
+    from homepocket.redis_clients import broadcast
+
+    broadcast.subscribe(POLICIES_CHANGED, _announced)
+
+
+_subscribe()

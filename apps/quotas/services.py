@@ -24,7 +24,7 @@ from apps.audit.services import audit_event_record
 from apps.quotas import limiter, metrics
 from apps.quotas.limiter import CheckResult, Limit, MemoryStore, StoreUnavailable
 from apps.quotas.models import ApiKey, FailMode, Plan, Policy, QuotaNotification, Subject, Window
-from apps.quotas.policies import PolicyRule, policies_forget, policy_rule, policy_rules_for
+from apps.quotas.policies import POLICIES_CHANGED, PolicyRule, policies_forget, policy_rule, policy_rules_for
 from homepocket.api.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,41 @@ def api_keys_revoke(*, key_ids: list, admin_user_id=None) -> int:
                 event_type=EventType.API_KEY_REVOKED, outcome=Outcome.SUCCESS, api_key_id=key_id,
                 details={"by": "admin", "admin_user_id": admin_user_id} if admin_user_id else {"by": "command"},
             )  # fmt: skip
+        if active:
+            transaction.on_commit(lambda: api_keys_changed_announce([str(pk) for pk in active]))
     return count
+
+
+API_KEYS_CHANGED = "api_keys.changed"  # broadcast topic: these keys were revoked or rotated
+
+
+def api_keys_changed_announce(key_ids: list[str]) -> None:
+    """Tell every node that these keys changed, so that no node keeps trusting a verified copy."""
+    from homepocket.redis_clients import broadcast
+
+    broadcast.publish(API_KEYS_CHANGED, {"ids": key_ids})
+
+
+def api_key_rotate(*, key_id, admin_user_id=None) -> tuple[ApiKey, str] | None:
+    """Bump a key's tokens_valid_after: a new secret (returned in clear, once); the old one is refused from now on.
+
+    The key keeps its id, name, scopes, limits and counts. None when no active key has this id.
+    Every node refuses the old secret at once: the sign path's verified-key memory is told too.
+    """
+    secret = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().filter(pk=key_id, revoked_at__isnull=True).first()
+        if key is None:
+            return None
+        key.retired_secret_hash, key.secret_hash = key.secret_hash, _secret_hash(secret)
+        key.tokens_valid_after = timezone.now()
+        key.save(update_fields=["retired_secret_hash", "secret_hash", "tokens_valid_after"])
+        audit_event_record(
+            event_type=EventType.API_KEY_ROTATED, outcome=Outcome.SUCCESS, api_key_id=key.pk,
+            details={"by": "admin", "admin_user_id": admin_user_id} if admin_user_id else {"by": "command"},
+        )  # fmt: skip
+        transaction.on_commit(lambda: api_keys_changed_announce([str(key.pk)]))
+    return key, f"{KEY_PREFIX}{key.prefix}_{secret}"
 
 
 def api_key_verify(presented: str) -> ApiKey:
@@ -79,6 +113,8 @@ def api_key_verify(presented: str) -> ApiKey:
         raise ApiKeyRefused("malformed")
     prefix, _, secret = presented[len(KEY_PREFIX) :].partition("_")
     key = ApiKey.objects.filter(prefix=prefix).first()
+    if key is not None and key.retired_secret_hash and hmac.compare_digest(key.retired_secret_hash, _secret_hash(secret)):
+        raise ApiKeyRefused("token_revoked")  # the key was rotated: this string was issued before
     if key is None or not hmac.compare_digest(key.secret_hash, _secret_hash(secret)):
         raise ApiKeyRefused("unknown_key")
     if key.is_revoked:
@@ -167,8 +203,7 @@ def limiter_store():
             if _store is None:
                 from apps.quotas.store_redis import RedisStore
 
-                url = settings.RATELIMIT_REDIS_URL
-                _store = RedisStore(url) if url else MemoryStore()
+                _store = RedisStore() if settings.RATELIMIT_REDIS_URL else MemoryStore()
     return _store
 
 
@@ -361,5 +396,13 @@ def policy_update(*, policy: Policy, changed_fields: list[str], admin_user_id=No
                 "fail_mode": policy.fail_mode, "admin_user_id": admin_user_id,
             },
         )  # fmt: skip
+        transaction.on_commit(policies_changed_announce)
     policies_forget()
     return policy
+
+
+def policies_changed_announce() -> None:
+    """Every node drops its copy of the policies at once (the TTL still bounds it when Redis is down)."""
+    from homepocket.redis_clients import broadcast
+
+    broadcast.publish(POLICIES_CHANGED, {})

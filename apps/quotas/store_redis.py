@@ -14,6 +14,8 @@ import time
 import uuid
 
 import redis
+
+from homepocket.redis_clients import sync_client
 from django.conf import settings
 
 from apps.quotas.limiter import CheckResult, Count, Limit, StoreUnavailable
@@ -99,17 +101,11 @@ class RedisStore:
     those seconds each check fails fast with StoreUnavailable and the policies' fail modes apply.
     """
 
-    def __init__(self, url: str):
-        # A blocking pool: past its size a check waits (up to the store timeout) for a free
-        # connection instead of failing at once, which redis-py's default pool does.
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.RATELIMIT_REDIS_MAX_CONNECTIONS,
-            timeout=settings.RATELIMIT_STORE_TIMEOUT,
-            socket_timeout=settings.RATELIMIT_STORE_TIMEOUT,
-            socket_connect_timeout=settings.RATELIMIT_STORE_TIMEOUT,
-        )
-        self._client = redis.Redis(connection_pool=pool, retry=None)
+    def __init__(self):
+        # The "quotas" client of homepocket/redis_clients.py: a blocking pool of
+        # RATELIMIT_REDIS_MAX_CONNECTIONS (past it a check waits up to the store timeout for a free
+        # connection instead of failing at once), no retries (the fail modes decide, at once).
+        self._client = sync_client("quotas")
         self._script = self._client.register_script(CHECK_AND_CONSUME)
         self._down_until = 0.0
         self._lock = threading.Lock()

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from homepocket.redis_clients import async_client, sync_client
+
 logger = logging.getLogger("homepocket.relay")
 
 # A frame, as published: the sender's device id, a bar, then the frame's text. The receiving
@@ -89,7 +91,7 @@ class LocalBus:
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
 
-    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str]], None] | None = None) -> None:
+    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str], str], None] | None = None) -> None:
         self._deliver = deliver
 
     async def stop(self) -> None:
@@ -250,22 +252,15 @@ def _backlog_entry(raw: bytes) -> BacklogEntry:
 class RedisBus:
     """The distributed mode: one pub/sub connection per node process, commands on a small pool."""
 
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
+    def __init__(self) -> None:
         self._channel_prefix = _key("book", "")
-        # No silent retries: a lost connection must surface, so that the hub closes its sockets
-        # (frames published while a node was not subscribed would otherwise be lost unseen).
-        no_retry = Retry(NoBackoff(), 0)
-        # A blocking pool: under load a publish waits for one of these connections (each carries
-        # thousands of scripts a second) instead of failing with MaxConnectionsError.
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=32, timeout=settings.RELAY_REDIS_TIMEOUT_SECONDS, socket_connect_timeout=2, socket_timeout=5, retry=no_retry
-        )
-        self._commands = redis.Redis(connection_pool=pool)
-        self._listener = redis.Redis.from_url(url, socket_connect_timeout=2, retry=no_retry)
+        # Both from homepocket/redis_clients.py, with no silent retries: a lost connection must
+        # surface, so that the hub closes its sockets (frames published while a node was not
+        # subscribed would otherwise be lost unseen). Commands use a blocking pool: under load a
+        # publish waits for one of its connections (each carries thousands of scripts a second)
+        # instead of failing with MaxConnectionsError.
+        self._commands = async_client("relay")
+        self._listener = async_client("relay_pubsub", socket_timeout=None)
         self._pubsub = None
         self._scripts = {
             name: self._commands.register_script(source)
@@ -282,14 +277,14 @@ class RedisBus:
         self._reader: asyncio.Task | None = None
         self._deliver: Deliver | None = None
         self._lost: Callable[[], None] | None = None
-        self._revoked: Callable[[list[str]], None] | None = None
+        self._revoked: Callable[[list[str], str], None] | None = None
         self._revocation_channel = _revocation_channel()
         self.up = False
 
     # The Redis bus hears device revocations itself (below); the local one leaves that to the hub.
     hears_revocations = True
 
-    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str]], None] | None = None) -> None:
+    async def start(self, deliver: Deliver, lost: Callable[[], None], revoked: Callable[[list[str], str], None] | None = None) -> None:
         self._deliver, self._lost, self._revoked = deliver, lost, revoked
         try:
             await self._connect()
@@ -377,11 +372,12 @@ class RedisBus:
         try:
             message = get_channel_layer().deserialize(data)
             device_ids = [str(device_id) for device_id in message.get("device_ids", [])]
+            reason = str(message.get("reason") or "device revoked")
         except Exception as exc:
             logger.warning("relay revocation unreadable", extra={"event": "relay_revocations_failed", "error": type(exc).__name__})
             return
         if self._revoked is not None:
-            self._revoked(device_ids)
+            self._revoked(device_ids, reason)
 
     def _fail_confirmations(self) -> None:
         for future in self._confirmations.values():
@@ -500,17 +496,9 @@ class RedisBus:
         await asyncio.wait_for(self._commands.ping(), settings.RELAY_REDIS_TIMEOUT_SECONDS)
 
 
-_sync_client = None
-
-
 def _redis_sync():
-    """A process-wide synchronous client for the HTTP edges (threads), with its own pool."""
-    global _sync_client
-    if _sync_client is None:
-        import redis
-
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=settings.RELAY_REDIS_TIMEOUT_SECONDS)
-    return _sync_client
+    """The process's synchronous client for the HTTP edges (threads): the "relay" user's pool."""
+    return sync_client("relay")
 
 
 def _redis_counters(book_id: str) -> BookCounters:
@@ -547,9 +535,7 @@ def book_counters_read(book_id: str) -> BookCounters:
 
 async def bus_probe() -> None:
     """Ping Redis with a short-lived client (a process whose hub has not started yet)."""
-    import redis.asyncio as redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    client = async_client("health")
     try:
         await client.ping()
     finally:
@@ -557,4 +543,4 @@ async def bus_probe() -> None:
 
 
 def bus_create():
-    return RedisBus(settings.REDIS_URL) if settings.REDIS_URL else LocalBus()
+    return RedisBus() if settings.REDIS_URL else LocalBus()

@@ -271,16 +271,16 @@ class RelayHub:
                 metrics.SOCKETS.dec()
                 socket.close(CloseCode.TRY_AGAIN_LATER, "relay unavailable, retry")
 
-    def devices_revoked(self, device_ids: list[str]) -> int:
-        """Close this node's sockets of revoked devices (INVALID_TOKEN). Returns how many."""
+    def devices_revoked(self, device_ids: list[str], reason: str = "device revoked") -> int:
+        """Close this node's sockets of revoked devices, or of devices whose tokens were revoked (INVALID_TOKEN). Returns how many."""
         revoked = set(device_ids)
         closing = [socket for socket in self.sockets() if socket.device_id in revoked]
         for socket in closing:
-            socket.close(CloseCode.INVALID_TOKEN, "device revoked")
+            socket.close(CloseCode.INVALID_TOKEN, reason)
         return len(closing)
 
-    def _revocations_heard(self, device_ids: list[str]) -> None:
-        count = self.devices_revoked(device_ids)
+    def _revocations_heard(self, device_ids: list[str], reason: str = "device revoked") -> None:
+        count = self.devices_revoked(device_ids, reason)
         if count:
             logger.info("relay closed revoked sockets", extra={"event": "relay_revoked_closed", "count": count})
 
@@ -297,7 +297,7 @@ class RelayHub:
                 await self._revocations_join()
                 while True:
                     message = await layer.receive(self._revocation_channel)
-                    self._revocations_heard([str(d) for d in message.get("device_ids", [])])
+                    self._revocations_heard([str(d) for d in message.get("device_ids", [])], str(message.get("reason") or "device revoked"))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

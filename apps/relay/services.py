@@ -25,6 +25,7 @@ from apps.pairing.device_tokens import (
     bearer_token_from_header,
     device_token_verify,
     token_refused_record,
+    tokens_issued_check,
 )
 from apps.pairing.models import Device
 from apps.quotas.services import QuotaSubjects, quota_consume
@@ -114,7 +115,8 @@ def relay_ticket_issue(*, principal: VerifiedDevice) -> tuple[str, int]:
     """A one-time ticket for a browser's socket, live RELAY_TICKET_TTL_SECONDS. Returns (ticket, ttl)."""
     ticket = secrets.token_urlsafe(32)
     ttl = settings.RELAY_TICKET_TTL_SECONDS
-    cache.set(_ticket_key(ticket), f"{principal.device_id}|{principal.book_id}", timeout=ttl)
+    # The issue time goes with it, so that revoking the device's tokens also refuses its tickets.
+    cache.set(_ticket_key(ticket), f"{principal.device_id}|{principal.book_id}|{int(time.time())}", timeout=ttl)
     return ticket, ttl
 
 
@@ -124,10 +126,11 @@ def _ticket_redeem(ticket: str) -> VerifiedDevice:
     # The delete decides between two sockets presenting the same ticket: one wins.
     if value is None or not cache.delete(key):
         raise TokenRefused("ticket_unknown", "The ticket is unknown, expired or already used.")
-    device_id, _, book_id = value.partition("|")
+    device_id, book_id, issued_at = (value.split("|") + ["0"])[:3]
     device = Device.objects.select_related("book").filter(pk=device_id).first()
     if device is None or device.is_revoked:
         raise TokenRefused("device_revoked", "This device was revoked; pair it again.")
+    tokens_issued_check(device, int(issued_at))
     return VerifiedDevice(device=device, claims={"sub": device_id, "book_id": book_id})
 
 

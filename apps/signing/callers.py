@@ -2,8 +2,9 @@
 
 Verification (apps.quotas.services.api_key_verify) reads the database; doing it per signature
 would cost a query each. So a verified key is remembered by the SHA-256 of the presented string
-for a short TTL: a revoked key keeps signing for at most that long (docs/signing.md). Refusals
-are not cached, so a key that becomes valid works at once.
+for a short TTL. A revoked or rotated key is forgotten on every node as soon as the broadcast
+(homepocket/redis_clients.py) carries the change; with Redis down, the TTL still bounds how long
+it keeps signing (docs/signing.md). Refusals are not cached, so a key that becomes valid works at once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.quotas.models import ApiKey
-from apps.quotas.services import api_key_verify
+from apps.quotas.services import API_KEYS_CHANGED, api_key_verify
 from homepocket.api.errors import Forbidden
+from homepocket.redis_clients import broadcast
 
 SIGNING_SCOPE = "signing"
 MAX_CACHED = 10_000
@@ -51,6 +53,7 @@ async def caller_verify(presented: str) -> Caller:
     hit = _verified.get(digest)
     if hit is not None and hit[0] > t:
         return hit[1]
+    broadcast.start()  # hear revocations and rotations from every node (no-op once running)
     api_key = await sync_to_async(api_key_verify, thread_sensitive=False)(presented)
     caller = caller_from_api_key(api_key)
     if len(_verified) >= MAX_CACHED:
@@ -61,3 +64,14 @@ async def caller_verify(presented: str) -> Caller:
 
 def callers_forget() -> None:
     _verified.clear()
+
+
+def _keys_changed(data: dict) -> None:
+    """Forget verified copies of keys revoked or rotated on any node."""
+    changed = {str(key_id) for key_id in data.get("ids", [])}
+    for digest, (_, caller) in list(_verified.items()):
+        if str(caller.api_key_id) in changed:
+            _verified.pop(digest, None)
+
+
+broadcast.subscribe(API_KEYS_CHANGED, _keys_changed)

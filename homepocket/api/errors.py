@@ -41,6 +41,7 @@ _CODES = [
     ErrorCode("RATE_LIMIT_EXCEEDED", 429, "Too many requests; retry after the Retry-After header's seconds."),
     ErrorCode("INTERNAL_ERROR", 500, "An unexpected error; the request id identifies it in the logs."),
     ErrorCode("UNLOCK_REQUIRED", 503, "The signing key is not loaded yet; retry after Retry-After."),
+    ErrorCode("MAINTENANCE", 503, "The service is in maintenance: reads work, changes are refused; retry after Retry-After."),
     ErrorCode("RETRY_LATER", 503, "The service is overloaded or a dependency is unreachable; retry after Retry-After."),
     ErrorCode("DATABASE_ERROR", 503, "The database is unreachable; retry later."),
     ErrorCode("S3_ERROR", 503, "Object storage is unreachable; retry later."),

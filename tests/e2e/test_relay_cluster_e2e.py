@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import secrets
-import subprocess
 import time
 from collections import defaultdict
 
@@ -23,33 +22,9 @@ from homepocket_client import HomePocketClient
 from homepocket_client.relay import relay_connect
 from tests.e2e.relay_support import book_of, close_code, next_frame
 from tests.harness.live import PAIRING_UNLIMITED, LiveServer
-from tests.harness.ports import free_port, wait_for_port
+from tests.harness.redis_server import PrivateRedis as RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
-
-
-class RedisServer:
-    """A private redis-server on a fixed free port, which a test may stop and start again."""
-
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, process=self.process)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @pytest.fixture

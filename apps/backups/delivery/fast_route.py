@@ -165,7 +165,7 @@ def _serve(principal: VerifiedDevice, data) -> dict:
     device_touch(principal)
     answer = services.share_delivery_request(
         device=principal.device, backup_id=data.backup_id, client_public_key=data.client_public_key,
-        timestamp=data.timestamp, nonce=data.nonce,
+        timestamp=data.timestamp, nonce=data.nonce, token_issued_at=principal.claims["iat"],
     )  # fmt: skip
     return delivery_answer_data(answer)
 

@@ -38,6 +38,7 @@ class PreviousRequest:
 @dataclass(frozen=True)
 class RequestState:
     device_revoked: bool
+    tokens_valid_after: datetime | None  # the device's token cut-off (docs/cluster.md, "Revocation")
     previous: PreviousRequest | None
     delivery: ShareDelivery | None  # only the fields a request uses are loaded
 
@@ -84,7 +85,7 @@ def _state_sql(vendor: str) -> str:
     # The delivery a request is for: the live one of this backup and device, else its latest
     # (whose state then words the refusal), as services._delivery_for_request chose it.
     return (
-        f"SELECT dev.{_column(Device, 'revoked_at')}, "
+        f"SELECT dev.{_column(Device, 'revoked_at')}, dev.{_column(Device, 'tokens_valid_after')}, "
         + ", ".join(r(name) for name in _REQUEST_COLUMNS) + ", "
         + ", ".join(d(name) for name in _DELIVERY_COLUMNS)
         + f" FROM {device} dev"
@@ -106,8 +107,9 @@ def request_state_load(*, device_id: uuid.UUID, backup_id: uuid.UUID, nonce: str
         cursor.execute(_state_sql(conn.vendor), params)
         row = cursor.fetchone()
     if row is None:
-        return RequestState(device_revoked=True, previous=None, delivery=None)  # the device row is gone
-    revoked_at, request_values, delivery_values = row[0], row[1 : 1 + len(_REQUEST_COLUMNS)], row[1 + len(_REQUEST_COLUMNS) :]
+        return RequestState(device_revoked=True, tokens_valid_after=None, previous=None, delivery=None)  # the row is gone
+    revoked_at, valid_after = row[0], _from_db(Device, "tokens_valid_after", row[1], conn)
+    request_values, delivery_values = row[2 : 2 + len(_REQUEST_COLUMNS)], row[2 + len(_REQUEST_COLUMNS) :]
     previous = None
     if request_values[0] is not None:
         values = [_from_db(ShareDeliveryRequest, name, value, conn) for name, value in zip(_REQUEST_COLUMNS, request_values)]
@@ -119,7 +121,9 @@ def request_state_load(*, device_id: uuid.UUID, backup_id: uuid.UUID, nonce: str
         values["wrapped_share"] = bytes(values["wrapped_share"])
         delivery = ShareDelivery(recipient_device_id=device_id, **values)
         delivery._state.adding, delivery._state.db = False, conn.alias
-    return RequestState(device_revoked=revoked_at is not None, previous=previous, delivery=delivery)
+    return RequestState(
+        device_revoked=revoked_at is not None, tokens_valid_after=valid_after, previous=previous, delivery=delivery
+    )
 
 
 _INSERT_FIELDS = ("device_id", "nonce", "body_sha256", "encrypted_share", "signature", "timestamp", "created_at")

@@ -33,7 +33,7 @@ from apps.backups.delivery.models import (
     ShareDeliveryTransition,
 )
 from apps.backups.delivery.request_rows import PreviousRequest, request_record_if_delivered, request_state_load
-from apps.pairing.device_tokens import TokenRefused
+from apps.pairing.device_tokens import TokenRefused, tokens_cutoff_check
 from apps.pairing.models import Device
 from apps.pairing.services import DeviceNotFound
 from homepocket.api.errors import ApplicationError
@@ -121,15 +121,21 @@ def request_body_sha256(*, backup_id: uuid.UUID, client_public_key: bytes, times
 
 
 def share_delivery_request(
-    *, device: Device, backup_id: uuid.UUID, client_public_key: bytes, timestamp: int, nonce: str
+    *, device: Device, backup_id: uuid.UUID, client_public_key: bytes, timestamp: int, nonce: str,
+    token_issued_at: float | None = None,
 ) -> DeliveryAnswer:
-    """Hand the device its share, ECIES-encrypted to `client_public_key` and signed; an exact retry gets the same answer."""
+    """Hand the device its share, ECIES-encrypted to `client_public_key` and signed; an exact retry gets the same answer.
+
+    `token_issued_at` (the token's `iat`) is checked against the device's token cut-off as read
+    with the request's state, for callers whose device row may be older than that cut-off.
+    """
     started = time.perf_counter()
     outcome = "error"
     try:
         answer, outcome = _request(
-            device=device, backup_id=backup_id, client_public_key=client_public_key, timestamp=timestamp, nonce=nonce
-        )
+            device=device, backup_id=backup_id, client_public_key=client_public_key, timestamp=timestamp, nonce=nonce,
+            token_issued_at=token_issued_at,
+        )  # fmt: skip
         return answer
     except ApplicationError as error:
         outcome = error.code.lower()
@@ -138,7 +144,7 @@ def share_delivery_request(
         metrics.REQUEST_SECONDS.labels(outcome).observe(time.perf_counter() - started)
 
 
-def _request(*, device, backup_id, client_public_key, timestamp, nonce) -> tuple[DeliveryAnswer, str]:
+def _request(*, device, backup_id, client_public_key, timestamp, nonce, token_issued_at) -> tuple[DeliveryAnswer, str]:
     at = now()
     window = settings.SHARE_DELIVERY_REPLAY_WINDOW_SECONDS
     if abs(at.timestamp() - timestamp) > window:
@@ -146,10 +152,12 @@ def _request(*, device, backup_id, client_public_key, timestamp, nonce) -> tuple
     body = request_body_sha256(backup_id=backup_id, client_public_key=client_public_key, timestamp=timestamp, nonce=nonce)
     # One SELECT for the device's revocation, the nonce and the delivery; one statement to keep the
     # answer (request_rows.py). The lean route calls this with a device from its memory, so the
-    # revocation read here is what decides that a revoked device gets nothing.
+    # revocation and token cut-off read here decide that a revoked device or token gets nothing.
     state = request_state_load(device_id=device.pk, backup_id=backup_id, nonce=nonce)
     if state.device_revoked:
         raise TokenRefused("device_revoked", "This device was revoked; pair it again.")
+    if token_issued_at is not None:
+        tokens_cutoff_check(state.tokens_valid_after, token_issued_at)
     if state.previous is not None:
         return _replayed(state.previous, body), "replayed"
     delivery = _delivery_for_request(state.delivery, at=at)

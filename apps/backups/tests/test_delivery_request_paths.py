@@ -57,6 +57,16 @@ class TestAuthentication:
         assert ShareDeliveryRequest.objects.count() == 1
         assert AuditEvent.objects.filter(event_type=EventType.TOKEN_REFUSED, details__reason="device_revoked").count() == 1
 
+    def test_a_token_issued_before_its_devices_cut_off_gets_nothing_while_the_row_is_remembered(self, client, bob, delivery):
+        assert ask(client, bob, delivery).status_code == 200  # the lean route now remembers bob's row
+        cut_off = timezone.now().replace(microsecond=0) + timezone.timedelta(seconds=5)
+        # Another process's bump (manage.py revoke_tokens): this one's memory is not told.
+        Device.objects.filter(pk=bob.device_id).update(tokens_valid_after=cut_off)
+        response = ask(client, bob, delivery)  # a token signed now, before the cut-off
+        code, reason = error(response)[:2], error(response)[2]["reason"]
+        assert (code, reason) == ((401, "INVALID_TOKEN"), "token_revoked")
+        assert ShareDeliveryRequest.objects.count() == 1
+
     def test_a_revoked_device_with_a_bad_body_is_refused_as_revoked(self, client, bob, delivery):
         assert ask(client, bob, delivery).status_code == 200
         Device.objects.filter(pk=bob.device_id).update(revoked_at=timezone.now())

@@ -156,12 +156,10 @@ def test_the_same_holder_can_write_twice(job_name, machine_redis):
 
 
 def test_a_job_is_skipped_not_run_when_redis_is_unreachable(job_name, settings, monkeypatch):
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    monkeypatch.setattr(jobs, "_client", None)
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there (a new client: setting_changed)
     ran = []
     assert job_run_once(job_name, lambda lease: ran.append(1)) is None
     assert ran == []
-    monkeypatch.setattr(jobs, "_client", None)  # the next test gets a client for its own URL
 
 
 def test_the_embedded_file_lock_excludes_a_second_holder_and_advances_the_token(job_name, settings, tmp_path):

@@ -244,6 +244,15 @@ def test_a_long_poll_answers_with_the_joiner_who_verifies_during_the_wait(family
     assert data["peer_device_id"] == str(dave.device_id)
 
 
+@pytest.mark.django_db
+def test_an_exchange_while_a_verify_is_writing_its_device_answers_waiting(client, family, alice):
+    from apps.pairing import codes
+
+    code = code_of(client, alice)
+    assert codes.code_claim(code)  # a verify took the code and has not completed yet
+    assert exchange(client, alice, code).json()["data"] == {"status": "waiting"}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_verifies_with_the_right_code_have_one_winner(family, alice):
     code = code_of(Client(), alice)

@@ -1,6 +1,7 @@
 """The client's ring and refusals, and the sign path's in-memory API-key check."""
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -53,7 +54,29 @@ def test_with_no_signer_listening_a_sign_is_signer_unavailable(tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_revoked_api_key_is_refused_once_its_cached_verification_expires(monkeypatch, settings):
+def test_a_revoked_api_key_is_forgotten_as_soon_as_the_broadcast_carries_the_revocation():
+    from homepocket.redis_clients import broadcast
+
+    callers.callers_forget()
+    assert broadcast.wait_listening()
+    key, clear = api_key_create(name="svc", scopes=["signing"])
+    assert async_to_sync(callers.caller_verify)(clear).api_key_id == key.pk
+    api_keys_revoke(key_ids=[key.pk])
+    deadline = time.monotonic() + 10  # a generous bound: the broadcast takes milliseconds
+    while True:
+        try:
+            async_to_sync(callers.caller_verify)(clear)
+        except ApiKeyRefused:
+            break
+        assert time.monotonic() < deadline, "the revocation never reached the sign path's memory"
+        time.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_the_broadcast_a_revoked_api_key_is_refused_once_its_cached_verification_expires(monkeypatch, settings):
+    import apps.quotas.services
+
+    monkeypatch.setattr(apps.quotas.services, "api_keys_changed_announce", lambda ids: None)  # Redis unreachable
     clock = [1000.0]
     monkeypatch.setattr(callers, "now", lambda: clock[0])
     callers.callers_forget()
