@@ -15,18 +15,20 @@ from coincurve import PrivateKey
 from homepocket_client import Conflict, DeviceIdentity, HomePocketClient, InvalidArgument
 from homepocket_client.delivery import RetryPolicy, ShareDeliveryClient, ShareVerificationError
 from tests.harness.cutting_proxy import CuttingProxy
-from tests.harness.live import LiveServer
+from tests.harness.cluster import server_kinds, start_server
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """A server of this module's own (and so its own rate-limit counts, tests/harness/live.py).
+@pytest.fixture(scope="module", params=server_kinds("node"))
+def live(request, tmp_path_factory):
+    """A server of this module's own (and so its own rate-limit counts, tests/harness/live.py): one
+    node, and in the distributed run also two nodes behind nginx (tests/harness/cluster.py).
 
     The server's backoff between failed attempts starts at 10 ms here, so five failures take no time.
     """
-    server = LiveServer(tmp_path_factory.mktemp("share-delivery"), extra_env={"SHARE_DELIVERY_RETRY_BASE_SECONDS": "0.01"}).start()
+    server = start_server(request.param, tmp_path_factory.mktemp(f"share-delivery-{request.param}"),
+                          extra_env={"SHARE_DELIVERY_RETRY_BASE_SECONDS": "0.01"})  # fmt: skip
     yield server
     server.stop()
 

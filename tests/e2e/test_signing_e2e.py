@@ -14,6 +14,7 @@ from coincurve import PublicKey
 
 from apps.signing.client import SignerNode, SignerRing
 from homepocket_client import HomePocketClient, SigningClient
+from tests.harness.cluster import server_kinds, start_server
 from tests.harness.live import REPO, LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -31,9 +32,10 @@ def _recovers(public_key: bytes, digest: bytes, signature: bytes, recovery_id: i
     return PublicKey.from_signature_and_message(signature + bytes([recovery_id]), digest, hasher=None).format() == public_key
 
 
-@pytest.fixture(scope="module")
-def signing_server(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("signing"), signers=2, workers=1).start()
+@pytest.fixture(scope="module", params=server_kinds("node"))
+def signing_server(request, tmp_path_factory):
+    """Two signers per node; in the distributed run also two such nodes behind nginx."""
+    server = start_server(request.param, tmp_path_factory.mktemp(f"signing-{request.param}"), signers=2)
     yield server
     server.stop()
 
