@@ -14,10 +14,12 @@ Load, all through nginx:
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -120,7 +122,7 @@ async def kill_under_load(
     try:
         await asyncio.sleep(before)
         killed_at.append(time.monotonic())
-        victim.send_signal(sig)
+        node_signal(victim, sig)
         watcher = threading.Thread(target=watch_ready, args=(victim,))
         watcher.start()
         await asyncio.sleep(after)
@@ -136,6 +138,35 @@ async def kill_under_load(
         if killed_at:
             watcher.join()
     return outcome
+
+
+def node_signal(node, sig: int) -> None:
+    """SIGTERM to the node's main process, as an operator or orchestrator stops it; SIGKILL to every
+    process of the node at once, as when its machine or container dies. (SIGKILL to the main
+    process alone is not a dead node: granian gets SIGTERM from its parent-death signal and
+    shuts down gracefully, homepocket/process_guard.py.)"""
+    if sig != signal.SIGKILL:
+        node.send_signal(sig)
+        return
+    for pid in [node.process.pid, *_descendants(node.process.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        children = []
+        for listing in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                children += [int(child) for child in listing.read_text().split()]
+            except FileNotFoundError:  # the thread or process exited meanwhile
+                pass
+        found += children
+        todo += children
+    return found
 
 
 def writes_missing(cluster, identities: list[DeviceIdentity]) -> list[DeviceIdentity]:
