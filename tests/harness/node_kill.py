@@ -60,6 +60,7 @@ async def kill_under_load(
     with HomePocketClient(cluster.url, timeout=30) as api:
         phones = book_of(api, devices, "load")
     stop = asyncio.Event()
+    ready: set = set()  # device ids with a first round trip done: the kill waits for every phone
     killed_at: list[float] = []
 
     async def phone(identity: DeviceIdentity) -> None:
@@ -82,6 +83,7 @@ async def kill_under_load(
                         outcome.reconnect_seconds.append(now - lost_at)
                         outcome.outage_seconds.append(now - killed_at[0])
                         lost_at = None
+                    ready.add(identity.device_id)
                     outcome.relay_round_trips += 1
                     await asyncio.sleep(0.05)
             except (ConnectionClosed, OSError, asyncio.TimeoutError):
@@ -120,6 +122,9 @@ async def kill_under_load(
         thread.start()
     victim = cluster.nodes[node]
     try:
+        deadline = time.monotonic() + 60
+        while len(ready) < len(phones) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         await asyncio.sleep(before)
         killed_at.append(time.monotonic())
         node_signal(victim, sig)
