@@ -38,6 +38,13 @@ test: venv-dev
 test-distributed: venv-dev
 	$(PY) -m tests.harness.distributed -- $(PY) -m pytest $(PYTEST_ARGS)
 
+## A local cluster for people: nginx (Debian's package) on $(CLUSTER_PORT) in front of two nodes with their
+## signers, a Celery worker and beat, on PostgreSQL, Redis and moto's S3 (docs/cluster.md). Ctrl-C stops it.
+CLUSTER_PORT ?= 8080
+cluster: venv-dev
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "nginx is needed: apt-get install -y nginx"; exit 1; }
+	$(PY) -m tests.harness.distributed -- $(PY) -m tests.harness.cluster --port $(CLUSTER_PORT)
+
 ## Django's deployment checks with production-like settings (CI runs it).
 check-deploy: venv
 	DEBUG=0 SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \

@@ -218,6 +218,9 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
+# The queue web nodes send to and workers consume: one Redis may carry several deployments (or the
+# test harness's clusters), each on a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 # Celery logs through Django's LOGGING: the same JSON lines and the same redaction.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

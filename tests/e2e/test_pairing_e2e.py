@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from homepocket_client import DeviceIdentity, InvalidArgument, InvalidToken, pairing_sas
+from tests.harness.cluster import server_kinds
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=server_kinds("node"))
+def live(request):
+    """The session's node, and in the distributed run the session's cluster behind nginx too."""
+    return request.getfixturevalue(f"live_{request.param}")
 
 
 def test_a_new_phone_joins_the_book_and_both_see_each_other(live, api):

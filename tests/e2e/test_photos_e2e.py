@@ -27,6 +27,7 @@ from homepocket_client import (
     photo_encrypt,
     photo_key_new,
 )
+from tests.harness.cluster import server_kinds, start_server
 from tests.harness.live import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -34,14 +35,16 @@ pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
 
 
-@pytest.fixture(scope="module", params=["embedded", "s3"])
+@pytest.fixture(scope="module", params=server_kinds("embedded", "s3"))
 def photo_server(request, tmp_path_factory):
-    moto = MotoS3().start() if request.param == "s3" else None
+    """One node on the embedded store, one on S3, and in the distributed run two S3 nodes behind nginx."""
+    moto = MotoS3().start() if request.param != "embedded" else None
     # The embedded store: every S3_* emptied (the distributed run exports them, and a server with
     # S3_* but no bucket refuses to start, homepocket.E003).
     extra = moto.env() if moto else {name: "" for name in os.environ if name.startswith("S3_")}
-    server = LiveServer(tmp_path_factory.mktemp(f"photos-{request.param}"), extra_env=extra).start()
-    server.mode = request.param
+    server = start_server("cluster" if request.param == "cluster" else "node",
+                          tmp_path_factory.mktemp(f"photos-{request.param}"), extra_env=extra)  # fmt: skip
+    server.mode = "embedded" if request.param == "embedded" else "s3"
     server.moto = moto
     yield server
     server.stop()

@@ -11,9 +11,16 @@ import pytest
 from homepocket_client import DeviceIdentity, device_token_mint
 from homepocket_client.keys import DeviceKey
 from homepocket_client.relay import relay_connect
+from tests.harness.cluster import server_kinds
 from tests.e2e.relay_support import book_of, ciphertext, close_code, next_frame
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+
+@pytest.fixture(params=server_kinds("node"))
+def live(request):
+    """The session's node, and in the distributed run the session's cluster behind nginx too."""
+    return request.getfixturevalue(f"live_{request.param}")
 
 
 @pytest.fixture

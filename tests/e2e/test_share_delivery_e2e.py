@@ -15,23 +15,26 @@ from coincurve import PrivateKey
 from homepocket_client import Conflict, DeviceIdentity, HomePocketClient, InvalidArgument
 from homepocket_client.delivery import RetryPolicy, ShareDeliveryClient, ShareVerificationError
 from tests.harness.cutting_proxy import CuttingProxy
-from tests.harness.live import LiveServer
+from tests.harness.cluster import server_kinds, start_server
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["lean route", "django"])
+@pytest.fixture(scope="module", params=server_kinds("lean route", "django"))
 def live(request, tmp_path_factory):
-    """A server of this module's own (and so its own rate-limit counts, tests/harness/live.py).
+    """A server of this module's own (and so its own rate-limit counts, tests/harness/live.py): one
+    node, and in the distributed run also two nodes behind nginx (tests/harness/cluster.py).
 
     Every test runs against a server answering the request endpoint from its lean ASGI route, then
     against one answering it through Django and DRF (DELIVERY_LEAN_ROUTE). The server's backoff
     between failed attempts starts at 10 ms here, so five failures take no time; the request quota
     is lifted, since these tests ask for shares far more often than a device would.
     """
-    env = {"SHARE_DELIVERY_RETRY_BASE_SECONDS": "0.01", "DELIVERY_LEAN_ROUTE": "1" if request.param == "lean route" else "0"}
-    server = LiveServer(tmp_path_factory.mktemp("share-delivery"), extra_env=env)
-    server.start(setup=[["quota", "set", "backup.request", "--plan", "free", "--limit", "unlimited"]])
+    lean = request.param != "django"  # the cluster's nodes run the default: the lean route
+    env = {"SHARE_DELIVERY_RETRY_BASE_SECONDS": "0.01", "DELIVERY_LEAN_ROUTE": "1" if lean else "0"}
+    kind = "cluster" if request.param == "cluster" else "node"
+    server = start_server(kind, tmp_path_factory.mktemp(f"share-delivery-{kind}"), extra_env=env,
+                          setup=[["quota", "set", "backup.request", "--plan", "free", "--limit", "unlimited"]])  # fmt: skip
     yield server
     server.stop()
 
