@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,43 +14,9 @@ import yaml
 from openapi_spec_validator import validate
 
 from tests.harness.live import REPO, LiveServer
+from tests.harness.processes import alive, children_of, descendants_of
 
 pytestmark = pytest.mark.e2e
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 of /proc/PID/stat is the parent pid; the command name (field 2) may hold spaces.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def descendants_of(pid: int) -> list[int]:
-    found = []
-    for child in children_of(pid):
-        found += [child, *descendants_of(child)]
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def manage(server: LiveServer, *args: str) -> str:
@@ -128,12 +92,16 @@ def test_the_periodic_tasks_are_in_the_beat_schedule(whole):
     assert "homepocket:sessions-clear-expired" in names
 
 
-def test_ctrl_c_stops_every_process(tmp_path):
-    server = LiveServer(tmp_path, command="serve").start()
+both_servers = pytest.mark.parametrize("asgi_server", ["granian", "uvicorn"])
+
+
+@both_servers
+def test_ctrl_c_stops_every_process(tmp_path, asgi_server):
+    server = LiveServer(tmp_path, command="serve", server=asgi_server).start()
     launcher = server.process.pid
     assert len(children_of(launcher)) == 4  # signer, web, worker, beat
     everyone = descendants_of(launcher)
-    assert len(everyone) >= 6  # and the web server's granian and its worker
+    assert len(everyone) >= 5  # and the web server's ASGI server (granian: and its worker)
     server.send_signal(signal.SIGINT)
     assert server.process.wait(40) == 0
     for pid in everyone:
@@ -145,8 +113,9 @@ def test_ctrl_c_stops_every_process(tmp_path):
     server.stop()
 
 
-def test_a_killed_launcher_leaves_no_orphans(tmp_path):
-    server = LiveServer(tmp_path, command="serve").start()
+@both_servers
+def test_a_killed_launcher_leaves_no_orphans(tmp_path, asgi_server):
+    server = LiveServer(tmp_path, command="serve", server=asgi_server).start()
     everyone = descendants_of(server.process.pid)
     server.process.kill()  # SIGKILL: the launcher cannot clean up; PR_SET_PDEATHSIG must
     server.process.wait()
