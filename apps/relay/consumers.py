@@ -20,7 +20,6 @@ from django.conf import settings
 from apps.relay import metrics, services
 from apps.relay.bus import BusUnavailable
 from apps.relay.hub import LocalSocket, relay_hub
-from apps.relay.last_seen import last_seen_add
 from apps.relay.messages import (
     CLOSE_CODE_FOR_ERROR,
     SUBPROTOCOL,
@@ -238,4 +237,7 @@ class RelayConsumer(AsyncConsumer):
             expiry.cancel()
         socket.on_close = lambda: None
         await self.hub.leave(socket)
-        last_seen_add(socket.device_id)
+        try:
+            await database_sync_to_async(services.relay_socket_closed)(device_id=socket.device_id)
+        except Exception as exc:  # the database is down: last seen stays at connect time
+            logger.warning("relay last-seen update failed", extra={"event": "relay_touch_failed", "error": type(exc).__name__})

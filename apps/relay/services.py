@@ -11,13 +11,10 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q
-from django.utils import timezone
 
 from apps.pairing import selectors as pairing_selectors
 from apps.pairing.authentication import device_touch
@@ -98,17 +95,11 @@ def relay_connect_admit(*, verified: VerifiedDevice) -> None:
     )
 
 
-def relay_devices_seen(*, device_ids: list[str]) -> int:
-    """Sockets of these devices ended: each was seen now (at most one write per interval, as device_touch)."""
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.DEVICE_LAST_ACTIVE_INTERVAL_SECONDS)
-    written = 0
-    for start in range(0, len(device_ids), 500):  # well inside SQLite's bound on query parameters
-        chunk = device_ids[start : start + 500]
-        written += Device.objects.filter(Q(last_active_at__isnull=True) | Q(last_active_at__lt=cutoff), pk__in=chunk).update(
-            last_active_at=now
-        )
-    return written
+def relay_socket_closed(*, device_id: str) -> None:
+    """A socket ended: the device was seen now (at most one write per interval, as for HTTP)."""
+    device = Device.objects.filter(pk=device_id).first()
+    if device is not None:
+        device_touch(VerifiedDevice(device=device, claims={}))
 
 
 # --- browser tickets ----------------------------------------------------------------------------
