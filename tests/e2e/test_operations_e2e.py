@@ -21,7 +21,7 @@ both_servers = pytest.mark.parametrize("asgi_server", ["granian", "uvicorn"])
 
 @both_servers
 def test_sigterm_drains_health_first_while_requests_are_still_served(tmp_path, asgi_server):
-    server = LiveServer(tmp_path, extra_env={"DRAIN_SECONDS": "4"}, server=asgi_server).start()
+    server = LiveServer(tmp_path, extra_env={"DRAIN_SECONDS": "10"}, server=asgi_server).start()
     try:
         server.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 3
