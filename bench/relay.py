@@ -9,18 +9,20 @@ every server the same way:
 - on these set-ups (--setups): `embedded` (one node, in-process hub), `redis1` (one node through
   Redis pub/sub), `redis2` (two nodes sharing a Redis, sockets alternating between them), and
   `yws` (the y-websocket server @y/websocket-server 0.1.1, one Node process, real Yjs updates);
+  a `-uvicorn` suffix (`embedded-uvicorn`, `redis1-uvicorn`, `redis2-uvicorn`) runs the node(s)
+  under uvicorn (ASGI_SERVER=uvicorn) instead of granian;
 - memory per idle authenticated socket: --idle sockets (10,000) held open against one node
-  (embedded), the server's RSS before and after (all its processes); `idle-uvicorn` measures the
-  same under uvicorn (websockets-sansio), to separate granian's per-connection memory from ours.
+  (after `embedded` and `embedded-uvicorn`), the server's RSS before and after (all its
+  processes); `idle` and `idle-uvicorn` measure only that.
 
 Set-up: a temporary HOMEPOCKET_VAR_DIR (SQLite), a private redis-server on a free port for the
-Redis set-ups, servers started with tests/harness/live.py (granian, one worker, LOG_LEVEL=WARNING,
+Redis set-ups, servers started with tests/harness/live.py (homepocket.server, one worker, LOG_LEVEL=WARNING,
 BOOK_MAX_DEVICES=20); devices are registered through the API (create_book + pairing), tokens
 minted here (1 h) and handed to the generator in a JSON file. The generator runs on the same
 2-core machine as the servers, so figures compare servers on one machine; they are not a
 capacity figure.
 
-Usage: .venv/bin/python bench/relay.py [--setups embedded,redis1,redis2,yws,idle-uvicorn] [--sizes 2,5,20]
+Usage: .venv/bin/python bench/relay.py [--setups embedded,embedded-uvicorn,redis1,redis1-uvicorn,redis2,yws,idle,idle-uvicorn] [--sizes 2,5,20]
            [--sockets 1000] [--step-seconds 5] [--idle 10000] [--json var/bench/relay.json]
 Needs node and npm (the packages in bench/relay_load/package.json are installed there at bench
 time, npm ci; node_modules is never committed). Figures go to docs/PERFORMANCE.md.
@@ -91,18 +93,25 @@ class Redis:
         self.process.wait(10)
 
 
+def setup_parts(setup: str) -> tuple[str, str]:
+    """`redis1-uvicorn` → ("redis1", "uvicorn"); no suffix → granian."""
+    base, _, server = setup.partition("-")
+    return base, server or "granian"
+
+
 def start_nodes(workdir: Path, setup: str, redis: Redis | None) -> list[LiveServer]:
     # SQLite for every set-up (the relay is what is measured; run the bench without DATABASE_URL).
+    base, server = setup_parts(setup)
     env = {"LOG_LEVEL": "WARNING", "BOOK_MAX_DEVICES": "20"}
     if redis is not None:
         env["REDIS_URL"] = redis.url
         env["CACHE_KEY_PREFIX"] = f"bench-{setup}"
     (workdir / "node1").mkdir(parents=True)
-    first = LiveServer(workdir / "node1", extra_env=env).start(setup=LOAD_UNLIMITED)
+    first = LiveServer(workdir / "node1", extra_env=env, server=server).start(setup=LOAD_UNLIMITED)
     nodes = [first]
-    if setup == "redis2":
+    if base == "redis2":
         (workdir / "node2").mkdir()
-        second = LiveServer(workdir / "node2", extra_env={**env, **first.peer_env()})
+        second = LiveServer(workdir / "node2", extra_env={**env, **first.peer_env()}, server=server)
         nodes.append(second.start(migrate=False))
     return nodes
 
@@ -154,10 +163,11 @@ def measure_setup(setup: str, args, workdir: Path) -> dict:
             server.terminate()
             server.wait(10)
         return results
-    redis = Redis(workdir) if setup in ("redis1", "redis2") else None
+    base, _ = setup_parts(setup)
+    redis = Redis(workdir) if base in ("redis1", "redis2") else None
     nodes = start_nodes(workdir / setup, setup, redis)
     try:
-        for size in args.sizes:
+        for size in args.sizes if base != "idle" else []:
             progress(f"{setup}: registering {args.sockets} devices in books of {size}")
             books = register_books(nodes[0].url, args.sockets, size)
             progress(f"{setup}: books of {size}, {args.sockets} sockets over {len(nodes)} node(s)")
@@ -169,7 +179,7 @@ def measure_setup(setup: str, args, workdir: Path) -> dict:
                 "best": best_clean_step(steps, args.max_p99_ms),
                 "rss_bytes": sum(rss_bytes(n.process.pid) for n in nodes),
             }
-        if setup == "embedded" and args.idle:
+        if base in ("embedded", "idle") and args.idle:
             results["idle"] = measure_idle(nodes[0], args, workdir)
     finally:
         for index, node in enumerate(nodes, 1):
@@ -179,46 +189,6 @@ def measure_setup(setup: str, args, workdir: Path) -> dict:
         if redis is not None:
             redis.stop()
     return results
-
-
-class UvicornNode:
-    """The same app under uvicorn (websockets-sansio), for the idle-memory comparison only.
-
-    granian's WebSocket (tungstenite) takes about 150 KiB per connection whatever the app does,
-    which alone passes 1 GB at 10,000 sockets; uvicorn shows what the relay itself needs.
-    """
-
-    def __init__(self, workdir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "HOMEPOCKET_VAR_DIR": str(workdir / "var"), "LOG_LEVEL": "WARNING", "BOOK_MAX_DEVICES": "20"}
-        self.log_path = workdir / "uvicorn.log"
-
-    def start(self) -> UvicornNode:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=self.env, check=True)
-        argv = [sys.executable, "-m", "uvicorn", "homepocket.asgi:application", "--port", str(self.port), "--loop", "uvloop",
-                "--ws", "websockets-sansio", "--log-level", "warning", "--no-access-log"]  # fmt: skip
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, process=self.process)
-        return self
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        self._log.close()
-
-
-def measure_idle_uvicorn(args, workdir: Path) -> dict:
-    (workdir / "uvicorn").mkdir(parents=True)
-    node = UvicornNode(workdir / "uvicorn").start()
-    try:
-        return measure_idle(node, args, workdir)
-    finally:
-        node.stop()
 
 
 def measure_idle(node: LiveServer, args, workdir: Path) -> dict:
@@ -281,7 +251,7 @@ def markdown(all_results: list[dict], args) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setups", default="embedded,redis1,redis2,yws")
+    parser.add_argument("--setups", default="yws,embedded,embedded-uvicorn,redis1,redis1-uvicorn,redis2")
     parser.add_argument("--sizes", default="2,5,20")
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)))
@@ -302,14 +272,14 @@ def main() -> int:
     all_results = []
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         for setup in args.setups.split(","):
-            if setup == "idle-uvicorn":
-                all_results.append({"setup": setup, "sizes": {}, "idle": measure_idle_uvicorn(args, Path(tmp))})
-            else:
-                all_results.append(measure_setup(setup, args, Path(tmp)))
+            all_results.append(measure_setup(setup, args, Path(tmp)))
             print(markdown(all_results[-1:], args), flush=True)
     report = markdown(all_results, args)
     print("\n" + report)
-    meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(args)}
+    meta = {
+        "machine": platform.platform(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average": os.getloadavg(), "args": vars(args),
+    }  # fmt: skip
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"meta": meta, "results": all_results}, indent=2, default=str))
     return 0

@@ -16,6 +16,11 @@ def drain_begin() -> None:
     _draining.set()
 
 
+def drain_watchable() -> bool:
+    """Whether a drain can begin without drain_begin() being called here (a supervisor's drain file)."""
+    return bool(os.environ.get("HOMEPOCKET_DRAIN_FILE"))
+
+
 def drain_active() -> bool:
     if _draining.is_set():
         return True

@@ -17,7 +17,7 @@ TEMP = Path("/tmp/hp-nginx-test")
 
 
 def harness_conf(conf: str | None = None, **options) -> str:
-    options = {"listen": "127.0.0.1:48080", "upstreams": {"homepocket_web": NODES}, "temp_dir": TEMP, **options}
+    options = {"listen": "127.0.0.1:48080", "upstreams": {"homepocket_web": NODES}, "default": NODES, "temp_dir": TEMP, **options}
     return nginx_conf_for_harness(conf or DEPLOY_NGINX_CONF.read_text(), **options)
 
 
@@ -53,20 +53,18 @@ def test_the_nodes_are_reached_from_the_address_they_trust():
 
 
 def test_an_upstream_the_harness_does_not_name_gets_the_default_nodes():
-    # Another upstream (say, WebSocket nodes for /ws/) needs no harness change to be tested.
-    conf = DEPLOY_NGINX_CONF.read_text().replace(
-        "    map $http_upgrade", "    upstream homepocket_ws {\n        least_conn;\n        server ws1:8001 max_fails=1;\n    }\n\n    map $http_upgrade", 1
-    )
-    generated = harness_conf(conf, default=NODES)
-    ws = re.search(r"upstream homepocket_ws \{(.*?)\}", generated, re.S).group(1)
-    assert re.findall(r"server (\S+) max_fails=1;", ws) == NODES
-    assert "least_conn;" in ws
+    # The WebSocket nodes' upstream (/ws/) is tested on the web nodes, with its own parameters.
+    deploy_ws = re.search(r"upstream homepocket_ws \{(.*?)\}", DEPLOY_NGINX_CONF.read_text(), re.S).group(1)
+    parameters = re.search(r"server ws:8000( [^;]*);", deploy_ws).group(1)
+    ws = re.search(r"upstream homepocket_ws \{(.*?)\}", harness_conf(), re.S).group(1)
+    assert re.findall(r"server (\S+)" + re.escape(parameters) + ";", ws) == NODES
+    assert "least_conn;" in ws and "backup" not in ws
 
 
 def test_an_upstream_without_harness_addresses_is_refused():
     conf = DEPLOY_NGINX_CONF.read_text().replace("upstream homepocket_web", "upstream homepocket_other")
     with pytest.raises(ValueError, match="homepocket_other"):
-        harness_conf(conf)
+        harness_conf(conf, default=None)
 
 
 def test_a_deploy_file_without_its_listen_line_is_refused_rather_than_half_applied():

@@ -32,9 +32,18 @@ def test_every_service_has_an_image_or_a_build():
         assert service.get("image") or service.get("build"), name
 
 
+def _asgi_nodes(server: str) -> set[str]:
+    """Compose services that run homepocket.server under `server` (ASGI_SERVER, granian by default)."""
+    return {
+        name
+        for name, s in _services().items()
+        if "homepocket.server" in " ".join(s.get("command", [])) and (s.get("environment") or {}).get("ASGI_SERVER", "granian") == server
+    }
+
+
 def test_each_of_our_services_has_a_command():
     ours = {name: s for name, s in _services().items() if _runs_our_code(s)}
-    assert {"web1", "web2", "signer1", "signer2", "worker", "beat", "migrate"} <= set(ours)
+    assert {"web1", "web2", "ws", "signer1", "signer2", "worker", "beat", "migrate"} <= set(ours)
     for name, service in ours.items():
         assert service.get("command"), name
 
@@ -95,9 +104,33 @@ def test_no_secret_is_written_in_the_repository():
 
 def test_nginx_upstream_lists_the_compose_web_nodes():
     upstream = re.search(r"upstream homepocket_web \{(.*?)\}", NGINX.read_text(), re.S).group(1)
-    webs = {name for name, s in _services().items() if "homepocket.server" in " ".join(s.get("command", []))}
-    assert set(re.findall(r"server (\w+):8000", upstream)) == webs
+    assert set(re.findall(r"server (\w+):8000", upstream)) == _asgi_nodes("granian")
     assert "least_conn;" in upstream
+
+
+def test_websockets_go_to_the_uvicorn_nodes_with_the_web_nodes_as_backup():
+    conf = NGINX.read_text()
+    upstream = re.search(r"upstream homepocket_ws \{(.*?)\}", conf, re.S).group(1)
+    assert "least_conn;" in upstream
+    assert _asgi_nodes("uvicorn") == {"ws"}
+    primary = set(re.findall(r"server (\w+):8000 max_fails", upstream))
+    backup = set(re.findall(r"server (\w+):8000 backup;", upstream))
+    assert primary == _asgi_nodes("uvicorn")
+    assert backup == _asgi_nodes("granian")  # a draining or dead WebSocket node's devices land somewhere
+    ws = re.search(r"location /ws/ \{(.*?)\}", conf, re.S).group(1)
+    assert "proxy_pass http://homepocket_ws;" in ws
+    # The draining node's 503 on an upgrade is retried on another node (docs/relay.md, draining).
+    assert re.search(r"proxy_next_upstream [^;]*http_503", conf)
+
+
+def test_the_websocket_node_drains_like_a_web_node_and_needs_no_signer():
+    services = _services()
+    ws, web = services["ws"], services["web1"]
+    assert ws["environment"]["ASGI_SERVER"] == "uvicorn"
+    assert ws["stop_signal"] == web["stop_signal"] == "SIGTERM" and ws["stop_grace_period"] == web["stop_grace_period"]
+    assert ws["healthcheck"] == web["healthcheck"]
+    assert "signer" not in ws["environment"]["READY_REQUIRED"].split(",")
+    assert "ws" in services["nginx"]["depends_on"]
 
 
 def test_nginx_upgrades_websockets_with_long_timeouts():

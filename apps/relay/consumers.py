@@ -8,6 +8,7 @@ because a close before accept reaches the client as an HTTP 403 with no code at 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from urllib.parse import parse_qs
@@ -31,7 +32,9 @@ from apps.relay.messages import (
     pong_encode,
     presence_encode,
 )
+from homepocket.api.envelope import envelope_error
 from homepocket.api.errors import ApplicationError
+from homepocket.drain import drain_active
 
 logger = logging.getLogger("homepocket.relay")
 
@@ -63,6 +66,9 @@ class RelayConsumer(AsyncConsumer):
         message = await receive()
         if message["type"] != "websocket.connect":
             return
+        if drain_active():
+            await self._refuse_draining()
+            return await self._drain_until_disconnect(receive)
         if not await self._connect():
             return await self._drain_until_disconnect(receive)
         socket = self.socket
@@ -126,6 +132,10 @@ class RelayConsumer(AsyncConsumer):
             except BusUnavailable:
                 await self.hub.leave(socket)
                 return await self._refuse(CloseCode.TRY_AGAIN_LATER, "relay unavailable, retry")
+        if drain_active():  # the drain began while this socket authenticated: the hub closed the others already
+            await self.hub.leave(socket)
+            await self._refuse_draining()
+            return False
         self.socket = socket
         await self.base_send(self._accept)
         # The device learns who is online now, so it can run its sync step with them.
@@ -146,6 +156,19 @@ class RelayConsumer(AsyncConsumer):
         await self.base_send(self._accept)
         await self._send_close(code, reason)
         return False
+
+    async def _refuse_draining(self) -> None:
+        """A new socket on a draining node: HTTP 503 where the server can answer the upgrade with a
+        response (uvicorn and granian can), so a proxy tries another node (nginx: proxy_next_upstream
+        http_503) in the same attempt; otherwise accept and close with 1012."""
+        if "websocket.http.response" not in (self.scope.get("extensions") or {}):
+            await self._refuse(CloseCode.SERVICE_RESTART, "server restarting, reconnect")
+            return
+        metrics.REFUSALS.labels("503").inc()
+        body = json.dumps(envelope_error("RETRY_LATER", "This node is shutting down; connect again.")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"retry-after", b"1")]
+        await self.base_send({"type": "websocket.http.response.start", "status": 503, "headers": headers})
+        await self.base_send({"type": "websocket.http.response.body", "body": body})
 
     async def _send_close(self, code: int, reason: str) -> bool:
         try:

@@ -36,8 +36,13 @@ from apps.relay.messages import (
     relayed_operation_seq,
     resync_required_encode,
 )
+from homepocket.drain import drain_active, drain_watchable
 
 logger = logging.getLogger("homepocket.relay")
+
+# How often a hub looks for the drain file of homepocket.server (a stat() call): sockets get their
+# 1012 within this of SIGTERM, inside the supervisor's shortest drain (SOCKET_CLOSE_SECONDS).
+DRAIN_POLL_SECONDS = 0.1
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -162,6 +167,8 @@ class RelayHub:
         loop = asyncio.get_running_loop()
         await self.bus.start(self._deliver, self._bus_lost, self._revocations_heard)
         self._tasks = [loop.create_task(self._presence_upkeep(), name="relay-presence")]
+        if drain_watchable():
+            self._tasks.append(loop.create_task(self._drain_watch(), name="relay-drain"))
         if not self.bus.hears_revocations:
             self._tasks.append(loop.create_task(self._revocations_listen(), name="relay-revocations"))
 
@@ -260,7 +267,20 @@ class RelayHub:
             return [resync_required_encode()]
         return [e.text for seq, e in kept if seq > since and e.device_id != socket.device_id]
 
-    # --- faults and revocations --------------------------------------------------------------
+    # --- draining, faults and revocations -------------------------------------------------------
+
+    def drain(self) -> int:
+        """The node is draining: close every socket with 1012 so its device reconnects to another node."""
+        closing = self.sockets()
+        for socket in closing:
+            socket.close(CloseCode.SERVICE_RESTART, "server restarting, reconnect")
+        return len(closing)
+
+    async def _drain_watch(self) -> None:
+        while not drain_active():
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        count = self.drain()
+        logger.info("relay draining", extra={"event": "relay_drain", "count": count})
 
     def _bus_lost(self) -> None:
         """Redis went away: frames published meanwhile would miss this node, so close every socket

@@ -23,6 +23,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # the node is shutting down: reconnect (to any node)
     UNSUPPORTED_DATA = 1003  # a binary frame: the protocol is JSON text
     MESSAGE_TOO_BIG = 1009  # a frame over RELAY_MAX_FRAME_BYTES (256 KiB)
+    SERVICE_RESTART = 1012  # the node is draining (SIGTERM): reconnect now, through the proxy, to another node
     TRY_AGAIN_LATER = 1013  # Redis is unreachable: reconnect with backoff, then sync
     INVALID_FRAME = 4400  # not JSON, an unknown type, a missing or malformed field
     INVALID_TOKEN = 4401  # no, bad, expired token or ticket, unknown or revoked device

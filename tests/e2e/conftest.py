@@ -42,6 +42,14 @@ def live_cluster(tmp_path_factory):
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def live_uvicorn(tmp_path_factory):
+    """The same server under uvicorn (ASGI_SERVER=uvicorn), started when a test first asks for it."""
+    server = LiveServer(tmp_path_factory.mktemp("live-uvicorn"), server="uvicorn").start(setup=PAIRING_UNLIMITED)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def api(live):
     with HomePocketClient(live.url, timeout=10) as client:

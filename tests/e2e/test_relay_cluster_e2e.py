@@ -38,12 +38,18 @@ def node_env(redis_server, **extra) -> dict[str, str]:
     return {"REDIS_URL": redis_server.url, "CACHE_KEY_PREFIX": f"hp-relay-{secrets.token_hex(4)}", **extra}
 
 
+# Across nodes under uvicorn too (ASGI_SERVER): delivery, revocation and the Redis-restart closes.
+both_servers = pytest.mark.parametrize("asgi_server", ["granian", "uvicorn"])
+both_servers_two_nodes = pytest.mark.parametrize("two_nodes", ["granian", "uvicorn"], indirect=True)
+
+
 @pytest.fixture
-def two_nodes(tmp_path, redis_server):
+def two_nodes(request, tmp_path, redis_server):
+    server = getattr(request, "param", "granian")
     env = node_env(redis_server, BOOK_MAX_DEVICES="20")
-    first = LiveServer(tmp_path / "node1", extra_env=env)  # it makes its own work directory
+    first = LiveServer(tmp_path / "node1", extra_env=env, server=server)  # it makes its own work directory
     first.start(setup=PAIRING_UNLIMITED)  # 20 devices join one book from one address
-    second = LiveServer(tmp_path / "node2", extra_env={**env, **first.peer_env()})
+    second = LiveServer(tmp_path / "node2", extra_env={**env, **first.peer_env()}, server=server)
     try:
         second.start(migrate=False)
         yield first, second
@@ -112,6 +118,7 @@ async def test_two_nodes_relay_10000_frames_among_20_devices_with_none_lost_dupl
         assert api.sync_status(devices[0])["operation_count"] == SENDERS * FRAMES_PER_SENDER
 
 
+@both_servers_two_nodes
 async def test_a_device_on_one_node_reaches_a_device_on_the_other_and_sees_its_presence(two_nodes):
     first, second = two_nodes
     with HomePocketClient(first.url) as api:
@@ -124,6 +131,7 @@ async def test_a_device_on_one_node_reaches_a_device_on_the_other_and_sees_its_p
             assert (frame["payload"], frame["device_id"]) == ("aGVsbG8=", str(bob.device_id))
 
 
+@both_servers_two_nodes
 async def test_revoking_a_device_on_one_node_closes_its_socket_on_the_other(two_nodes):
     first, second = two_nodes
     with HomePocketClient(first.url) as api:
@@ -140,8 +148,9 @@ def ready_components(server) -> tuple[int, dict]:
     return response.status_code, response.json()["components"]
 
 
-async def test_a_redis_restart_closes_sockets_with_1013_ready_tells_and_the_relay_recovers(tmp_path, redis_server):
-    server = LiveServer(tmp_path, extra_env=node_env(redis_server)).start(setup=PAIRING_UNLIMITED)
+@both_servers
+async def test_a_redis_restart_closes_sockets_with_1013_ready_tells_and_the_relay_recovers(tmp_path, redis_server, asgi_server):
+    server = LiveServer(tmp_path, extra_env=node_env(redis_server), server=asgi_server).start(setup=PAIRING_UNLIMITED)
     try:
         with HomePocketClient(server.url) as api:
             alice, bob = book_of(api, 2)

@@ -3,7 +3,8 @@
 A LiveServer runs `manage.py migrate` on a database of its own (a new SQLite file, or a new
 PostgreSQL database in the distributed mode), then starts the real entry point
 (`python -m homepocket.server` or `manage.py serve`) as a child process with its output in a
-log file, and talks to it over a real socket.
+log file, and talks to it over a real socket. `server="uvicorn"` runs it under uvicorn instead of
+granian (ASGI_SERVER).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def distributed() -> bool:
 class LiveServer:
     def __init__(
         self, workdir: Path, *, extra_env: dict[str, str] | None = None, command: str = "server", workers: int = 1,
-        signers: int = 1,
+        signers: int = 1, server: str | None = None,
     ):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +56,7 @@ class LiveServer:
         self.workers = workers
         self.process: subprocess.Popen | None = None
         self._database_name: str | None = None
-        self.env = self._environment(extra_env or {})
+        self.env = self._environment({**({"ASGI_SERVER": server} if server else {}), **(extra_env or {})})
         # Signer sidecars: started here for `homepocket.server`, by `manage.py serve` itself for "serve".
         (workdir / "var").mkdir(parents=True, exist_ok=True)
         self.signers = SignerProcesses(signers, self.env, workdir)

@@ -1,8 +1,9 @@
-"""Processes a test started, found through /proc: children, descendants, and whether one still runs."""
+"""Process trees under /proc: which processes a server started, and whether they are still alive."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -39,3 +40,11 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def survivors(pids: list[int], timeout: float) -> list[int]:
+    """The processes among `pids` still alive after waiting up to `timeout` seconds for them to exit."""
+    deadline = time.monotonic() + timeout
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left

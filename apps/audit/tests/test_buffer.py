@@ -96,9 +96,12 @@ def test_a_full_buffer_drops_the_oldest_and_counts_them(settings):
 
 
 @pytest.mark.e2e
-def test_a_clean_stop_writes_what_the_buffer_held(tmp_path):
-    # A long interval: only the exit flush can write the event before the server is gone.
-    server = LiveServer(tmp_path, extra_env={"AUDIT_FLUSH_INTERVAL": "3600"}).start()
+@pytest.mark.parametrize("asgi_server", ["granian", "uvicorn"])
+def test_a_clean_stop_writes_what_the_buffer_held(tmp_path, asgi_server):
+    # A long interval: only the exit flush (the ASGI lifespan's shutdown) can write the event
+    # before the server is gone. Two workers: uvicorn then runs the app in worker processes, as
+    # granian always does.
+    server = LiveServer(tmp_path, extra_env={"AUDIT_FLUSH_INTERVAL": "3600"}, server=asgi_server, workers=2).start()
     try:
         with HomePocketClient(server.url, timeout=10) as client:
             client.create_book(DeviceIdentity.new("buffered audit phone"))
