@@ -328,8 +328,18 @@ SHARE_DELIVERY_RETRY_MAX_SECONDS = env_float("SHARE_DELIVERY_RETRY_MAX_SECONDS",
 
 # --- backups: server backups (docs/backups.md) -------------------------------------------------
 
-# The local directory of the backup repository (docs/backup-format.md); S3 repositories come later.
+# The backup repository (docs/backup-format.md): BACKUP_REPOSITORY is a directory or
+# s3://bucket/prefix (a bucket of its own, apart from the photos); unset, the local directory
+# BACKUP_REPOSITORY_DIR. An s3:// repository uses BACKUP_S3_*, each defaulting to the photo store's S3_*.
+BACKUP_REPOSITORY = env_str("BACKUP_REPOSITORY", "")
 BACKUP_REPOSITORY_DIR = Path(env_str("BACKUP_REPOSITORY_DIR", str(VAR_DIR / "backups" / "repository")))
+BACKUP_S3 = {
+    "endpoint_url": env_str("BACKUP_S3_ENDPOINT_URL", env_str("S3_ENDPOINT_URL")) or None,
+    "region": env_str("BACKUP_S3_REGION", env_str("S3_REGION", "us-east-1")),
+    "access_key": env_secret("BACKUP_S3_ACCESS_KEY_ID") or env_secret("S3_ACCESS_KEY_ID") or None,
+    "secret_key": env_secret("BACKUP_S3_SECRET_ACCESS_KEY") or env_secret("S3_SECRET_ACCESS_KEY") or None,
+    "addressing_style": env_str("BACKUP_S3_ADDRESSING_STYLE", env_str("S3_ADDRESSING_STYLE", "path")),
+}
 
 # --- pairing ----------------------------------------------------------------------------------
 

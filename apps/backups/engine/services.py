@@ -33,8 +33,14 @@ from signer.custody import Custody, CustodyError, LocalKeyFileCustody, custody_f
 logger = logging.getLogger(__name__)
 
 
-def _repository_path(path: Path | None) -> Path:
-    return Path(path) if path is not None else Path(settings.BACKUP_REPOSITORY_DIR)
+def repository_location(repository: str | Path | None = None) -> str:
+    """The repository to use: the one named, else BACKUP_REPOSITORY (a path or s3://bucket/prefix), else BACKUP_REPOSITORY_DIR."""
+    return str(repository or settings.BACKUP_REPOSITORY or settings.BACKUP_REPOSITORY_DIR)
+
+
+def repository_s3_options() -> dict:
+    """s3_client() options for an s3:// repository (BACKUP_S3_*, each defaulting to the photo store's S3_*)."""
+    return dict(settings.BACKUP_S3)
 
 
 def _source_version() -> dict:
@@ -50,14 +56,14 @@ def _photo_objects() -> list[SourceItem]:
     ]
 
 
-def backup_create(*, objects: bool = True, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+def backup_create(*, objects: bool = True, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
     """A snapshot of the database (online backup / pg_dump) and, by default, the photo objects; its manifest.
 
     The repository is made on first use. Objects are incremental: one listed with the size and
     modification time the previous snapshot recorded is not read again.
     """
     try:
-        manifest = _backup_create(objects=objects, repository_path=repository_path, progress=progress)
+        manifest = _backup_create(objects=objects, repository=repository, progress=progress)
     except Exception as exc:
         metrics.RUNS.labels(outcome="failure").inc()
         logger.error("backup.failed", extra={"error": type(exc).__name__})
@@ -70,8 +76,8 @@ def backup_create(*, objects: bool = True, repository_path: Path | None = None, 
     return manifest
 
 
-def _backup_create(*, objects: bool, repository_path: Path | None, progress: Progress | None) -> dict:
-    repo = Repository.open_or_init(_repository_path(repository_path), custody=custody_from_environ())
+def _backup_create(*, objects: bool, repository: str | Path | None, progress: Progress | None) -> dict:
+    repo = Repository.open_or_init(repository_location(repository), custody=custody_from_environ(), s3_options=repository_s3_options())
     with tempfile.TemporaryDirectory(prefix="homepocket-backup-") as scratch:
         if progress:
             progress(f"backup: copying the {connection.vendor} database")
@@ -100,14 +106,14 @@ def _backup_create(*, objects: bool, repository_path: Path | None, progress: Pro
     return manifest
 
 
-def backup_repository_open(*, repository_path: Path | None = None) -> Repository:
+def backup_repository_open(*, repository: str | Path | None = None) -> Repository:
     """The existing repository (no database needed: the disaster case)."""
-    return Repository.open(_repository_path(repository_path), custody=custody_from_environ())
+    return Repository.open(repository_location(repository), custody=custody_from_environ(), s3_options=repository_s3_options())
 
 
-def backup_verify(*, repository_path: Path | None = None, progress: Progress | None = None) -> VerifyReport:
+def backup_verify(*, repository: str | Path | None = None, progress: Progress | None = None) -> VerifyReport:
     """Every chunk re-read and its MAC checked; every snapshot's chunks present and sound."""
-    report = backup_repository_open(repository_path=repository_path).verify(progress=progress)
+    report = backup_repository_open(repository=repository).verify(progress=progress)
     for problem in report.problems:
         metrics.VERIFY_PROBLEMS.labels(kind=problem["kind"]).inc()
     log = logger.info if report.ok else logger.error
@@ -115,16 +121,16 @@ def backup_verify(*, repository_path: Path | None = None, progress: Progress | N
     return report
 
 
-def backup_restore(*, snapshot_id: str, to: Path, overwrite: bool = False, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+def backup_restore(*, snapshot_id: str, to: Path, overwrite: bool = False, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
     """The snapshot's files written under `to` (never over existing files without `overwrite`)."""
-    manifest = backup_repository_open(repository_path=repository_path).restore(snapshot_id, to=Path(to), overwrite=overwrite, progress=progress)
+    manifest = backup_repository_open(repository=repository).restore(snapshot_id, to=Path(to), overwrite=overwrite, progress=progress)
     logger.info("backup.restored", extra={"snapshot_id": snapshot_id, "files": len(manifest["files"])})
     return manifest
 
 
-def backup_test_restore(*, snapshot_id: str | None = None, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+def backup_test_restore(*, snapshot_id: str | None = None, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
     """Restore the snapshot's (default: the latest's) database into scratch space and compare every table."""
-    repo = backup_repository_open(repository_path=repository_path)
+    repo = backup_repository_open(repository=repository)
     if snapshot_id is None:
         ids = repo.snapshot_ids()
         if not ids:
@@ -137,9 +143,9 @@ def backup_test_restore(*, snapshot_id: str | None = None, repository_path: Path
     return report
 
 
-def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPolicy | None = None, dry_run: bool = False, repository_path: Path | None = None) -> dict:
+def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPolicy | None = None, dry_run: bool = False, repository: str | Path | None = None) -> dict:
     """Forget the named snapshots, or those `policy` does not keep; held snapshots refuse the whole step."""
-    repo = backup_repository_open(repository_path=repository_path)
+    repo = backup_repository_open(repository=repository)
     keep: dict[str, list[str]] = {}
     if policy is not None:
         if policy.empty():
@@ -153,16 +159,16 @@ def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPol
     return {"forget": forgotten, "keep": keep, "dry_run": dry_run}
 
 
-def backup_prune(*, dry_run: bool = False, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+def backup_prune(*, dry_run: bool = False, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
     """Delete chunks no snapshot references (refused while a backup runs)."""
-    result = backup_repository_open(repository_path=repository_path).prune(dry_run=dry_run, progress=progress)
+    result = backup_repository_open(repository=repository).prune(dry_run=dry_run, progress=progress)
     logger.warning("backup.pruned", extra=result)
     return result
 
 
-def backup_hold(*, snapshot_id: str, reason: str = "", release: bool = False, repository_path: Path | None = None) -> None:
+def backup_hold(*, snapshot_id: str, reason: str = "", release: bool = False, repository: str | Path | None = None) -> None:
     """Set (or release) a legal hold on a snapshot."""
-    repo = backup_repository_open(repository_path=repository_path)
+    repo = backup_repository_open(repository=repository)
     if release:
         repo.hold_release(snapshot_id)
     else:
@@ -215,14 +221,14 @@ def backup_master_keys_rewrap(*, custody_: Custody, new_master: str) -> set[str]
     Listed in apps/signing/services.py MASTER_KEY_USERS, so the master-key rotation does not retire
     the key the backup repository is wrapped under (that would make every backup unreadable).
     """
-    path = _repository_path(None)
-    if not (path / "config.json").exists():
+    location, options = repository_location(), repository_s3_options()
+    if not Repository.exists_at(location, s3_options=options):
         return set()
     try:
-        repo = Repository.open(path, custody=custody_)
+        repo = Repository.open(location, custody=custody_, s3_options=options)
         if repo.master_key_id != new_master:
             repo.keys_rewrap(custody=custody_)
-    except CustodyError:
-        logger.error("backup.rewrap_failed", extra={"repository": str(path)})
-    current = Repository.master_key_id_of(path)
+    except (CustodyError, RepositoryError):
+        logger.error("backup.rewrap_failed", extra={"repository": location})
+    current = Repository.master_key_id_of(location, s3_options=options)
     return set() if current == new_master else {current}
