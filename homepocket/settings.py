@@ -340,6 +340,16 @@ BACKUP_S3 = {
     "secret_key": env_secret("BACKUP_S3_SECRET_ACCESS_KEY") or env_secret("S3_SECRET_ACCESS_KEY") or None,
     "addressing_style": env_str("BACKUP_S3_ADDRESSING_STYLE", env_str("S3_ADDRESSING_STYLE", "path")),
 }
+# Config and full backups put the secrets bundle, sealed under this file's passphrase, in the snapshot.
+BACKUP_SECRETS_PASSPHRASE_FILE = env_str("BACKUP_SECRETS_PASSPHRASE_FILE", "")
+# Data residency: regions a storage location may be in (empty: any). A backup elsewhere is COMPLIANCE_VIOLATION.
+BACKUP_ALLOWED_REGIONS = env_list("BACKUP_ALLOWED_REGIONS", [])
+# Take a database backup before `manage.py migrate` applies migrations (apps/backups/engine/before_migrate.py).
+BACKUP_BEFORE_MIGRATE = env_bool("BACKUP_BEFORE_MIGRATE", False)
+# The region of BACKUP_REPOSITORY (storage locations in the admin carry their own).
+BACKUP_REPOSITORY_REGION = env_str("BACKUP_REPOSITORY_REGION", "")
+# A schedule whose due run has not started this long after it was due raises BACKUP_DELAYED.
+BACKUP_DELAY_GRACE_SECONDS = env_int("BACKUP_DELAY_GRACE_SECONDS", 900)
 
 # --- pairing ----------------------------------------------------------------------------------
 

@@ -23,6 +23,15 @@ class EventType(models.TextChoices):
     POLICY_CHANGED = "policy.changed", "rate-limit policy changed"
     API_KEY_CREATED = "api_key.created", "API key created"
     API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+    # Server backups (docs/backups.md): each run, restore, deletion, retention pass, hold and access.
+    BACKUP_RUN = "backup.run", "backup run"
+    BACKUP_RESTORED = "backup.restored", "backup restored or test-restored"
+    BACKUP_VERIFIED = "backup.verified", "backup repository verified"
+    BACKUP_DELETED = "backup.deleted", "backup snapshots forgotten or chunks pruned"
+    BACKUP_RETENTION = "backup.retention", "backup retention applied"
+    BACKUP_HOLD = "backup.hold", "backup legal hold set or released"
+    BACKUP_ACCESSED = "backup.accessed", "backup catalog or schedules accessed"
+    BACKUP_SCHEDULE_CHANGED = "backup.schedule_changed", "backup schedule changed"
 
 
 class Outcome(models.TextChoices):

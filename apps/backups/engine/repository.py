@@ -287,7 +287,7 @@ class Repository:
         started, clock = _now(), time.monotonic()
         snapshot_id = f"{started:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"  # sorts by start time
         items = [item if isinstance(item, SourceItem) else SourceItem.of_file(*item) for item in items]
-        parent = self._parent_entries()
+        parent = self._parent_entries(meta.get("kind"))
         total = sum(item.size for item in items)
         entries = []
         stats = {"bytes_in": 0, "chunks": 0, "chunks_new": 0, "bytes_stored_new": 0, "files": len(items), "files_unchanged": 0, "parent": parent["id"]}
@@ -348,12 +348,17 @@ class Repository:
         for cut in self._cdc.cut_buf(data):
             yield bytes(cut.data)
 
-    def _parent_entries(self) -> dict:
-        """The latest snapshot's entries by name (the parent an incremental backup compares with)."""
-        ids = self.snapshot_ids()
-        if not ids:
-            return {"id": None, "entries": {}}
-        return {"id": ids[-1], "entries": {entry["name"]: entry for entry in self.snapshot_get(ids[-1])["files"]}}
+    def _parent_entries(self, kind: str | None) -> dict:
+        """The entries by name of the latest snapshot of the same kind (the parent an incremental backup compares with).
+
+        Of the same kind: a database-only snapshot taken between two object backups must not make
+        the second read every object again.
+        """
+        for snapshot_id in reversed(self.snapshot_ids()):
+            manifest = self.snapshot_get(snapshot_id)
+            if manifest.get("kind") == kind:
+                return {"id": snapshot_id, "entries": {entry["name"]: entry for entry in manifest["files"]}}
+        return {"id": None, "entries": {}}
 
     @staticmethod
     def _snapshot_name(snapshot_id: str) -> str:

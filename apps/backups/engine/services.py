@@ -21,6 +21,7 @@ import django
 from django.conf import settings
 from django.db import connection
 
+from apps.audit.services import audit_event_record
 from apps.backups.engine import metrics
 from apps.backups.engine.drills import database_drill
 from apps.backups.engine.repository import Progress, Repository, RepositoryError, SourceItem, VerifyReport
@@ -56,14 +57,27 @@ def _photo_objects() -> list[SourceItem]:
     ]
 
 
-def backup_create(*, objects: bool = True, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
-    """A snapshot of the database (online backup / pg_dump) and, by default, the photo objects; its manifest.
+BACKUP_TYPES = ("database", "objects", "config", "full")
+CONFIG_BUNDLE_NAME = "config/secrets-bundle.hps"
 
+
+def backup_create(
+    *, objects: bool = True, backup_type: str | None = None, schedule: str = "", trigger: str = "", repository: str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """A snapshot into the repository; its manifest.
+
+    `backup_type`: database (online backup / pg_dump), objects (the photo store), config (the
+    secrets bundle sealed under BACKUP_SECRETS_PASSPHRASE_FILE), full (all three; config when a
+    passphrase is configured). Without it: the database, plus the objects unless `objects=False`.
     The repository is made on first use. Objects are incremental: one listed with the size and
     modification time the previous snapshot recorded is not read again.
     """
+    backup_type = backup_type or ("full" if objects else "database")
+    if backup_type not in BACKUP_TYPES:
+        raise RepositoryError(f"unknown backup type {backup_type!r}")
     try:
-        manifest = _backup_create(objects=objects, repository=repository, progress=progress)
+        manifest = _backup_create(backup_type=backup_type, schedule=schedule, trigger=trigger, repository=repository, progress=progress)
     except Exception as exc:
         metrics.RUNS.labels(outcome="failure").inc()
         logger.error("backup.failed", extra={"error": type(exc).__name__})
@@ -76,29 +90,44 @@ def backup_create(*, objects: bool = True, repository: str | Path | None = None,
     return manifest
 
 
-def _backup_create(*, objects: bool, repository: str | Path | None, progress: Progress | None) -> dict:
+def _config_bundle_item(scratch: Path) -> SourceItem | None:
+    """The secrets bundle as a file of the snapshot, or None when no passphrase file is configured."""
+    if not settings.BACKUP_SECRETS_PASSPHRASE_FILE:
+        return None
+    passphrase = Path(settings.BACKUP_SECRETS_PASSPHRASE_FILE).read_text().strip()
+    path = scratch / "secrets-bundle.hps"
+    path.write_bytes(backup_secrets_export(passphrase=passphrase))
+    return SourceItem.of_file(CONFIG_BUNDLE_NAME, path)
+
+
+def _backup_create(*, backup_type: str, schedule: str, trigger: str, repository: str | Path | None, progress: Progress | None) -> dict:
+    say = progress or (lambda line: None)
     repo = Repository.open_or_init(repository_location(repository), custody=custody_from_environ(), s3_options=repository_s3_options())
+    meta: dict = {"kind": backup_type if backup_type != "full" else "database+objects", "source_version": _source_version(), "host": platform.node()}
+    if schedule:
+        meta["schedule"] = schedule
+    if trigger:
+        meta["trigger"] = trigger
+    items: list[SourceItem] = []
     with tempfile.TemporaryDirectory(prefix="homepocket-backup-") as scratch:
-        if progress:
-            progress(f"backup: copying the {connection.vendor} database")
-        name, copy, tables = database_snapshot(settings_dict=connection.settings_dict, vendor=connection.vendor, scratch=Path(scratch))
-        items = [SourceItem.of_file(name, copy)]
-        if objects:
-            items += _photo_objects()
-            if progress:
-                progress(f"backup: {len(items) - 1} photo objects listed")
-        manifest = repo.snapshot_create(
-            items,
-            meta={
-                "kind": "database+objects" if objects else "database",
-                "database_vendor": connection.vendor,
-                "database_tables": tables,
-                "object_store": "s3" if storage.s3_enabled() else "local",
-                "source_version": _source_version(),
-                "host": platform.node(),
-            },
-            progress=progress,
-        )
+        if backup_type in ("database", "full"):
+            say(f"backup: copying the {connection.vendor} database")
+            name, copy, tables = database_snapshot(settings_dict=connection.settings_dict, vendor=connection.vendor, scratch=Path(scratch))
+            items.append(SourceItem.of_file(name, copy))
+            meta |= {"database_vendor": connection.vendor, "database_tables": tables}
+        if backup_type in ("objects", "full"):
+            objects = _photo_objects()
+            items += objects
+            meta["object_store"] = "s3" if storage.s3_enabled() else "local"
+            say(f"backup: {len(objects)} photo objects listed")
+        if backup_type in ("config", "full"):
+            bundle = _config_bundle_item(Path(scratch))
+            if bundle is None and backup_type == "config":
+                raise RepositoryError("a config backup needs BACKUP_SECRETS_PASSPHRASE_FILE (the bundle is sealed under that passphrase)")
+            if bundle is not None:
+                items.append(bundle)
+                meta["kind"] = "full" if backup_type == "full" else "config"
+        manifest = repo.snapshot_create(items, meta=meta, progress=progress)
     logger.info(
         "backup.created",
         extra={"snapshot_id": manifest["id"], "bytes_in": manifest["stats"]["bytes_in"], "bytes_added": manifest["stats"]["bytes_stored_new"], "duration_seconds": manifest["duration_seconds"]},
@@ -121,10 +150,20 @@ def backup_verify(*, repository: str | Path | None = None, progress: Progress | 
     return report
 
 
+def backup_step_audit(*, event_type: str, outcome: str = "success", target: str = "", details: dict | None = None) -> None:
+    """Audit an operator's step (restore, forget, prune, hold). In the disaster case there is no
+    database to write to: the step still runs, and the missing audit row is logged instead."""
+    try:
+        audit_event_record(event_type=event_type, outcome=outcome, target=target, details=details or {})
+    except Exception as exc:  # noqa: BLE001 (the database is gone: the restore must not fail for it)
+        logger.warning("backup.audit_unavailable", extra={"event_type": event_type, "error": type(exc).__name__})
+
+
 def backup_restore(*, snapshot_id: str, to: Path, overwrite: bool = False, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
     """The snapshot's files written under `to` (never over existing files without `overwrite`)."""
     manifest = backup_repository_open(repository=repository).restore(snapshot_id, to=Path(to), overwrite=overwrite, progress=progress)
     logger.info("backup.restored", extra={"snapshot_id": snapshot_id, "files": len(manifest["files"])})
+    backup_step_audit(event_type="backup.restored", target=f"snapshot:{snapshot_id}", details={"files": len(manifest["files"]), "to": "directory"})
     return manifest
 
 
@@ -132,10 +171,9 @@ def backup_test_restore(*, snapshot_id: str | None = None, repository: str | Pat
     """Restore the snapshot's (default: the latest's) database into scratch space and compare every table."""
     repo = backup_repository_open(repository=repository)
     if snapshot_id is None:
-        ids = repo.snapshot_ids()
-        if not ids:
-            raise RepositoryError("the repository has no snapshots")
-        snapshot_id = ids[-1]
+        snapshot_id = next((m["id"] for m in reversed(repo.snapshots()) if m.get("database_tables") is not None), None)
+        if snapshot_id is None:
+            raise RepositoryError("the repository has no database snapshot")
     with tempfile.TemporaryDirectory(prefix="homepocket-drill-") as scratch:
         report = database_drill(repo=repo, snapshot_id=snapshot_id, settings_dict=connection.settings_dict, scratch=Path(scratch), progress=progress)
     log = logger.info if report["ok"] else logger.error
@@ -153,9 +191,15 @@ def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPol
         started = [(m["id"], datetime.fromisoformat(m["started_at"])) for m in repo.snapshots()]
         keep = snapshots_to_keep(started, policy)
         snapshot_ids = [snapshot_id for snapshot_id, _ in started if snapshot_id not in keep]
-    forgotten = repo.forget(snapshot_ids or [], dry_run=dry_run)
-    # Deletion is its own step and always logged (audit event types for backups are not declared yet).
+    try:
+        forgotten = repo.forget(snapshot_ids or [], dry_run=dry_run)
+    except RepositoryError as exc:  # a legal hold refused the step: the attempt is audited too
+        backup_step_audit(event_type="backup.deleted", outcome="failure", target=f"repository:{repo.location}", details={"step": "forget", "refused": str(exc)[:300]})
+        raise
+    # Deletion is its own step, always logged and audited.
     logger.warning("backup.forgotten", extra={"snapshots": forgotten, "dry_run": dry_run})
+    if not dry_run:
+        backup_step_audit(event_type="backup.deleted", target=f"repository:{repo.location}", details={"step": "forget", "snapshots": forgotten})
     return {"forget": forgotten, "keep": keep, "dry_run": dry_run}
 
 
@@ -163,6 +207,8 @@ def backup_prune(*, dry_run: bool = False, repository: str | Path | None = None,
     """Delete chunks no snapshot references (refused while a backup runs)."""
     result = backup_repository_open(repository=repository).prune(dry_run=dry_run, progress=progress)
     logger.warning("backup.pruned", extra=result)
+    if not dry_run:
+        backup_step_audit(event_type="backup.deleted", target=f"repository:{repository_location(repository)}", details={"step": "prune", **result})
     return result
 
 
@@ -174,6 +220,7 @@ def backup_hold(*, snapshot_id: str, reason: str = "", release: bool = False, re
     else:
         repo.hold_set(snapshot_id, reason=reason)
     logger.warning("backup.hold", extra={"snapshot_id": snapshot_id, "released": release})
+    backup_step_audit(event_type="backup.hold", target=f"snapshot:{snapshot_id}", details={"released": release, "reason": reason[:200]})
 
 
 # Variables read outside settings.py: the signer's custody (signer/custody.py) and the var dir.
