@@ -76,7 +76,11 @@ API_MIDDLEWARE = [
     "homepocket.inline_middleware.InlineXFrameOptionsMiddleware",
 ]
 # Operators' API calls authenticate with the admin's session, so they take the site stack too.
-SITE_PATH_PREFIXES = ("/admin/", "/api/v1/audit/")
+SITE_PATH_PREFIXES = (
+    "/admin/", "/api/v1/audit/",
+    # Server backups' staff API (apps/backups/engine/urls.py); share delivery's /api/v1/backup/... stays on the API stack.
+    "/api/v1/backup/schedule", "/api/v1/backup/trigger/", "/api/v1/backup/status/", "/api/v1/recovery/", "/api/v1/validation/", "/api/v1/compliance/",
+)  # fmt: skip
 
 ROOT_URLCONF = "homepocket.urls"
 ASGI_APPLICATION = "homepocket.asgi.application"

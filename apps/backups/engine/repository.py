@@ -434,11 +434,18 @@ class Repository:
 
     # -- verify and restore -----------------------------------------------------------------------
 
-    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
-        """Re-read every chunk (its MAC and its id) and check every snapshot's chunks are there and sound."""
+    def verify(self, *, snapshot_id: str | None = None, progress: Progress | None = None) -> VerifyReport:
+        """Re-read every chunk (its MAC and its id) and check every snapshot's chunks are there and sound.
+
+        With `snapshot_id`: only that snapshot, and only the chunks it references.
+        """
         say = progress or (lambda line: None)
         report, bad = VerifyReport(), {}
         chunk_ids = list(self.chunk_ids())
+        snapshot_ids = self.snapshot_ids()
+        if snapshot_id is not None:
+            wanted = {c for entry in self.snapshot_get(snapshot_id)["files"] for c in entry["chunks"]}
+            chunk_ids, snapshot_ids = [c for c in chunk_ids if c in wanted], [snapshot_id]
         for n, chunk_id in enumerate(chunk_ids, 1):
             try:
                 self.chunk_get(chunk_id)
@@ -449,19 +456,19 @@ class Repository:
             if n % 100 == 0 or n == len(chunk_ids):
                 say(f"verify: {n}/{len(chunk_ids)} chunks read")
         present = set(chunk_ids)
-        for snapshot_id in self.snapshot_ids():
+        for one in snapshot_ids:
             try:
-                manifest = self.snapshot_get(snapshot_id)
+                manifest = self.snapshot_get(one)
             except RepositoryError as exc:
-                report.problems.append({"kind": "corrupt_snapshot", "snapshot": snapshot_id, "detail": str(exc)})
+                report.problems.append({"kind": "corrupt_snapshot", "snapshot": one, "detail": str(exc)})
                 continue
             report.snapshots_checked += 1
             for entry in manifest["files"]:
                 for chunk_id in entry["chunks"]:
                     if chunk_id not in present:
-                        report.problems.append({"kind": "missing_chunk", "chunk": chunk_id, "snapshot": snapshot_id, "file": entry["name"]})
+                        report.problems.append({"kind": "missing_chunk", "chunk": chunk_id, "snapshot": one, "file": entry["name"]})
                     elif chunk_id in bad:
-                        report.problems.append({"kind": "damaged_chunk", "chunk": chunk_id, "snapshot": snapshot_id, "file": entry["name"]})
+                        report.problems.append({"kind": "damaged_chunk", "chunk": chunk_id, "snapshot": one, "file": entry["name"]})
         say(f"verify: {report.snapshots_checked} snapshots, {report.chunks_checked} chunks, {len(report.problems)} problems")
         return report
 

@@ -154,7 +154,7 @@ def _test_restore(run: BackupRun, progress) -> dict:
 
 
 def _verify(run: BackupRun, progress) -> dict:
-    report = services.backup_verify(repository=run.location_url, progress=progress)
+    report = services.backup_verify(snapshot_id=run.snapshot_id or None, repository=run.location_url, progress=progress)
     result = {"snapshots_checked": report.snapshots_checked, "chunks_checked": report.chunks_checked, "problems": report.problems[:100], "ok": report.ok}
     if not report.ok:
         raise CorruptionFound(result)

@@ -140,9 +140,9 @@ def backup_repository_open(*, repository: str | Path | None = None) -> Repositor
     return Repository.open(repository_location(repository), custody=custody_from_environ(), s3_options=repository_s3_options())
 
 
-def backup_verify(*, repository: str | Path | None = None, progress: Progress | None = None) -> VerifyReport:
-    """Every chunk re-read and its MAC checked; every snapshot's chunks present and sound."""
-    report = backup_repository_open(repository=repository).verify(progress=progress)
+def backup_verify(*, snapshot_id: str | None = None, repository: str | Path | None = None, progress: Progress | None = None) -> VerifyReport:
+    """Every chunk (of the snapshot, if named) re-read and its MAC checked; every snapshot's chunks present and sound."""
+    report = backup_repository_open(repository=repository).verify(snapshot_id=snapshot_id, progress=progress)
     for problem in report.problems:
         metrics.VERIFY_PROBLEMS.labels(kind=problem["kind"]).inc()
     log = logger.info if report.ok else logger.error

@@ -1,4 +1,4 @@
-"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|secrets-export|secrets-restore`: server backups (docs/backups.md).
+"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|catalog|secrets-export|secrets-restore`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -52,6 +52,7 @@ class Command(BaseCommand):
         secrets_restore.add_argument("--to", required=True)
         secrets_restore.add_argument("--passphrase-file", required=True)
         secrets_restore.add_argument("--overwrite", action="store_true")
+        sub.add_parser("catalog", help="Rebuild the database catalog of snapshots from the repository (admin, API).")
         restore = sub.add_parser("restore", help="Restore a snapshot's files into a directory.")
         restore.add_argument("snapshot_id", help="A snapshot id, or `latest`.")
         restore.add_argument("--to", required=True, help="Target directory (must be empty unless --overwrite).")
@@ -113,6 +114,11 @@ class Command(BaseCommand):
                 )
                 for path in written:
                     self.stdout.write(f"wrote {path}")
+            elif action == "catalog":
+                from apps.backups.engine.catalog import backup_catalog_rebuild
+
+                counts = backup_catalog_rebuild(repository=repository)
+                self.stdout.write(f"catalog: {counts['added']} added, {counts['updated']} updated, {counts['removed']} removed")
             elif action == "restore":
                 snapshot_id = options["snapshot_id"]
                 if snapshot_id == "latest":
