@@ -221,3 +221,34 @@ def test_migrate_runs_the_trigger_through_the_signal(repository_dir, settings):
     [manifest] = services.backup_repository_open().snapshots()
     assert manifest["trigger"] == "pre_migrate"
     assert Group.objects.filter(name="read_only").exists()  # and the migration then ran
+
+
+def test_the_retention_command_shows_a_dry_run_and_changes_nothing(repository_dir):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    schedule = _schedule(keep_last=1)
+    first = services.backup_create(backup_type="database", schedule=schedule.name)["id"]
+    services.backup_create(backup_type="database", schedule=schedule.name)
+    out = StringIO()
+    call_command("backup", "retention", "--dry-run", stdout=out)
+    assert f"hourly-db: would forget {first}" in out.getvalue()
+    assert len(services.backup_repository_open().snapshot_ids()) == 2
+    call_command("backup", "retention", "--schedule", "hourly-db", stdout=out)
+    assert f"hourly-db: forgot {first}" in out.getvalue()
+    assert first not in services.backup_repository_open().snapshot_ids()
+
+
+def test_a_store_that_runs_out_of_space_raises_storage_full(repository_dir, monkeypatch):
+    import errno
+
+    from apps.backups.engine.stores import LocalStore
+
+    def full(self, name, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LocalStore, "write_new", full)
+    run = runs.backup_run_request(backup_type="database", enqueue=False)
+    assert runs.backup_run_execute(run_id=run.pk).status == RunStatus.FAILED
+    assert BackupAlert.objects.get().kind == AlertKind.STORAGE_FULL

@@ -1,4 +1,4 @@
-"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|catalog|secrets-export|secrets-restore`: server backups (docs/backups.md).
+"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|catalog|retention|secrets-export|secrets-restore`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -53,6 +53,9 @@ class Command(BaseCommand):
         secrets_restore.add_argument("--passphrase-file", required=True)
         secrets_restore.add_argument("--overwrite", action="store_true")
         sub.add_parser("catalog", help="Rebuild the database catalog of snapshots from the repository (admin, API).")
+        retention = sub.add_parser("retention", help="Apply each schedule's retention rules (GFS, delete/archive after days; holds respected).")
+        retention.add_argument("--schedule", help="Only this schedule (its name).")
+        retention.add_argument("--dry-run", action="store_true", help="Show what would be forgotten and archived; change nothing.")
         restore = sub.add_parser("restore", help="Restore a snapshot's files into a directory.")
         restore.add_argument("snapshot_id", help="A snapshot id, or `latest`.")
         restore.add_argument("--to", required=True, help="Target directory (must be empty unless --overwrite).")
@@ -119,6 +122,8 @@ class Command(BaseCommand):
 
                 counts = backup_catalog_rebuild(repository=repository)
                 self.stdout.write(f"catalog: {counts['added']} added, {counts['updated']} updated, {counts['removed']} removed")
+            elif action == "retention":
+                self._retention(schedule_name=options["schedule"], dry_run=options["dry_run"])
             elif action == "restore":
                 snapshot_id = options["snapshot_id"]
                 if snapshot_id == "latest":
@@ -131,6 +136,25 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except CustodyUnavailable:
             raise CommandError("the master key custodian is unreachable; retry later") from None
+
+    def _retention(self, *, schedule_name: str | None, dry_run: bool) -> None:
+        from apps.backups.engine.models import BackupSchedule
+        from apps.backups.engine.scheduling import schedule_retention_apply
+
+        schedules = BackupSchedule.objects.select_related("location").order_by("name")
+        if schedule_name:
+            schedules = schedules.filter(name=schedule_name)
+            if not schedules:
+                raise CommandError(f"no schedule named {schedule_name!r}")
+        verb = "would forget" if dry_run else "forgot"
+        for schedule in schedules:
+            result = schedule_retention_apply(schedule=schedule, dry_run=dry_run, progress=self.stdout.write)
+            for snapshot_id in result["forgotten"]:
+                self.stdout.write(f"{schedule.name}: {verb} {snapshot_id}")
+            for snapshot_id in result["held"]:
+                self.stdout.write(f"{schedule.name}: held, kept {snapshot_id}")
+            for snapshot_id in result["archived"]:
+                self.stdout.write(f"{schedule.name}: archive {snapshot_id}")
 
     @staticmethod
     def _line(manifest: dict) -> str:
