@@ -41,7 +41,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 class HoldInputSerializer(serializers.Serializer):
     snapshot_id = serializers.RegexField(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}$", max_length=64)
-    reason = serializers.CharField(max_length=500, required=False, default="")
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     release = serializers.BooleanField(required=False, default=False)
 
 
