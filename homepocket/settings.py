@@ -81,7 +81,11 @@ API_MIDDLEWARE = [
 ]
 # Operators' API calls authenticate with the admin's session, so they take the site stack too, and
 # so do the operator dashboard and the API key holders' account pages.
-SITE_PATH_PREFIXES = ("/admin/", "/api/v1/audit/", "/ops/", "/account/")
+SITE_PATH_PREFIXES = (
+    "/admin/", "/api/v1/audit/", "/ops/", "/account/",
+    # Server backups' staff API (apps/backups/engine/urls.py); share delivery's /api/v1/backup/... stays on the API stack.
+    "/api/v1/backup/schedule", "/api/v1/backup/trigger/", "/api/v1/backup/status/", "/api/v1/recovery/", "/api/v1/validation/", "/api/v1/compliance/",
+)  # fmt: skip
 
 ROOT_URLCONF = "homepocket.urls"
 ASGI_APPLICATION = "homepocket.asgi.application"
@@ -352,8 +356,28 @@ DELIVERY_LEAN_ROUTE = env_bool("DELIVERY_LEAN_ROUTE", True)
 
 # --- backups: server backups (docs/backups.md) -------------------------------------------------
 
-# The local directory of the backup repository (docs/backup-format.md); S3 repositories come later.
+# The backup repository (docs/backup-format.md): BACKUP_REPOSITORY is a directory or
+# s3://bucket/prefix (a bucket of its own, apart from the photos); unset, the local directory
+# BACKUP_REPOSITORY_DIR. An s3:// repository uses BACKUP_S3_*, each defaulting to the photo store's S3_*.
+BACKUP_REPOSITORY = env_str("BACKUP_REPOSITORY", "")
 BACKUP_REPOSITORY_DIR = Path(env_str("BACKUP_REPOSITORY_DIR", str(VAR_DIR / "backups" / "repository")))
+BACKUP_S3 = {
+    "endpoint_url": env_str("BACKUP_S3_ENDPOINT_URL", env_str("S3_ENDPOINT_URL")) or None,
+    "region": env_str("BACKUP_S3_REGION", env_str("S3_REGION", "us-east-1")),
+    "access_key": env_secret("BACKUP_S3_ACCESS_KEY_ID") or env_secret("S3_ACCESS_KEY_ID") or None,
+    "secret_key": env_secret("BACKUP_S3_SECRET_ACCESS_KEY") or env_secret("S3_SECRET_ACCESS_KEY") or None,
+    "addressing_style": env_str("BACKUP_S3_ADDRESSING_STYLE", env_str("S3_ADDRESSING_STYLE", "path")),
+}
+# Config and full backups put the secrets bundle, sealed under this file's passphrase, in the snapshot.
+BACKUP_SECRETS_PASSPHRASE_FILE = env_str("BACKUP_SECRETS_PASSPHRASE_FILE", "")
+# Data residency: regions a storage location may be in (empty: any). A backup elsewhere is COMPLIANCE_VIOLATION.
+BACKUP_ALLOWED_REGIONS = env_list("BACKUP_ALLOWED_REGIONS", [])
+# Take a database backup before `manage.py migrate` applies migrations (apps/backups/engine/before_migrate.py).
+BACKUP_BEFORE_MIGRATE = env_bool("BACKUP_BEFORE_MIGRATE", False)
+# The region of BACKUP_REPOSITORY (storage locations in the admin carry their own).
+BACKUP_REPOSITORY_REGION = env_str("BACKUP_REPOSITORY_REGION", "")
+# A schedule whose due run has not started this long after it was due raises BACKUP_DELAYED.
+BACKUP_DELAY_GRACE_SECONDS = env_int("BACKUP_DELAY_GRACE_SECONDS", 900)
 
 # --- pairing ----------------------------------------------------------------------------------
 

@@ -28,6 +28,15 @@ class EventType(models.TextChoices):
     API_KEY_ROTATED = "api_key.rotated", "API key rotated"
     # Hot configuration changed by an operator (apps/cluster).
     CONFIG_CHANGED = "config.changed", "runtime configuration changed"
+    # Server backups (docs/backups.md): each run, restore, deletion, retention pass, hold and access.
+    BACKUP_RUN = "backup.run", "backup run"
+    BACKUP_RESTORED = "backup.restored", "backup restored or test-restored"
+    BACKUP_VERIFIED = "backup.verified", "backup repository verified"
+    BACKUP_DELETED = "backup.deleted", "backup snapshots forgotten or chunks pruned"
+    BACKUP_RETENTION = "backup.retention", "backup retention applied"
+    BACKUP_HOLD = "backup.hold", "backup legal hold set or released"
+    BACKUP_ACCESSED = "backup.accessed", "backup catalog or schedules accessed"
+    BACKUP_SCHEDULE_CHANGED = "backup.schedule_changed", "backup schedule changed"
 
 
 class Outcome(models.TextChoices):

@@ -1,4 +1,4 @@
-"""The backups app's models: share delivery now; the server-backup engine adds its own module beside it."""
+"""The backups app's models: share delivery (delivery/) and server backups (engine/models.py)."""
 
 from apps.backups.delivery.models import (  # noqa: F401
     DeliveryServerKey,
@@ -6,4 +6,11 @@ from apps.backups.delivery.models import (  # noqa: F401
     ShareDelivery,
     ShareDeliveryRequest,
     ShareDeliveryTransition,
+)
+from apps.backups.engine.models import (  # noqa: F401
+    BackupAlert,
+    BackupRun,
+    BackupSchedule,
+    SnapshotRecord,
+    StorageLocation,
 )

@@ -1,7 +1,9 @@
-"""A content-addressed, deduplicated, encrypted backup repository in a local directory.
+"""A content-addressed, deduplicated, encrypted backup repository, in a local directory or on S3.
 
 Imports nothing from Django: in the disaster case (the database is gone) `manage.py backup restore`
-opens a repository with only its directory and the master key custodian. Format: docs/backup-format.md.
+opens a repository with only its store and the master key custodian. Format: docs/backup-format.md;
+where the files live (a directory, an S3 bucket/prefix) and how each store keeps appending from
+rewriting: engine/stores.py.
 
 - Files are cut into content-defined chunks (FastCDC 2020, pyfastcdc), so an insert shifts no
   later chunk boundaries and unchanged data deduplicates across snapshots.
@@ -10,15 +12,14 @@ opens a repository with only its directory and the master key custodian. Format:
 - Each chunk is zstd-compressed, then sealed with AES-256-GCM under the repository's data key, the
   chunk id as associated data (a chunk cannot be swapped for another); the data and id keys are
   wrapped by the master key custody (signer/custody.py), bound to the repository id.
-- Appending never rewrites a chunk (one that exists is skipped); each file lands under a temporary
-  name and is renamed into place, and a snapshot's manifest is written last, so a run killed
-  mid-way leaves only unreferenced chunks and no listed snapshot.
+- Appending never rewrites a chunk (one that exists is skipped, and the store refuses to overwrite
+  a name); a snapshot's manifest is written last, so a run killed mid-way leaves only unreferenced
+  chunks and no listed snapshot.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
@@ -36,6 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyfastcdc import FastCDC
 
+from apps.backups.engine.stores import RepositoryStore, StoreBusy, StoreError, StoreMissing, store_open
 from signer.custody import Custody
 
 FORMAT_NAME = "homepocket-backup"
@@ -48,10 +50,19 @@ CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
 ZSTD_LEVEL = 3
 
 Progress = Callable[[str], None]
+Location = Path | str | RepositoryStore
 
 
 class RepositoryError(Exception):
     """A repository that cannot be used as asked (missing, already there, unknown snapshot, damage)."""
+
+
+class RepositoryBusy(RepositoryError):
+    """A backup or prune holds the repository lock in a conflicting mode."""
+
+
+class RepositoryUnavailable(RepositoryError):
+    """The repository's store did not answer (S3 down): retry later."""
 
 
 @dataclass
@@ -90,68 +101,87 @@ def _now() -> datetime:
 
 
 class Repository:
-    """One repository directory opened with its keys; `init` makes one, `open` reads one."""
+    """One repository (a directory or an S3 prefix) opened with its keys; `init` makes one, `open` reads one."""
 
-    def __init__(self, path: Path, config: dict, data_key: bytes, id_key: bytes, master_key_id: str):
-        self.path = path
+    def __init__(self, store: RepositoryStore, config: dict, data_key: bytes, id_key: bytes, master_key_id: str):
+        self.store = store
         self.config = config
         self._aead = AESGCM(data_key)
         self._id_key = id_key
         self.master_key_id = master_key_id
+        self._known_chunks: set[str] | None = None  # filled while a backup runs: one listing, not one HEAD a chunk
         chunker = config["chunker"]
         self._cdc = FastCDC(min_size=chunker["min_size"], avg_size=chunker["avg_size"], max_size=chunker["max_size"])
+
+    @property
+    def path(self) -> Path | None:
+        """The directory of a local repository (None for S3)."""
+        return getattr(self.store, "path", None)
+
+    @property
+    def location(self) -> str:
+        return self.store.location
 
     # -- creating and opening ------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: Path, *, custody: Custody) -> Repository:
-        """A new, empty repository at `path` (which must not hold one yet)."""
-        path = Path(path)
-        if (path / "config.json").exists():
-            raise RepositoryError(f"{path} already holds a repository")
-        for sub in ("data", "snapshots", "tmp"):
-            (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-        repository_id = secrets.token_hex(16)
-        config = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "repository_id": repository_id,
-            "created_at": _now().isoformat(),
-            "chunker": {"algorithm": "fastcdc2020", "min_size": CHUNK_MIN, "avg_size": CHUNK_AVG, "max_size": CHUNK_MAX},
-            "chunk_id": "hmac-sha256",
-            "cipher": "aes-256-gcm",
-            "compression": "zstd",
-        }
-        keys = secrets.token_bytes(64)  # data key ‖ id key
-        blob, master_key_id = custody.wrap(keys, context=KEY_CONTEXT_PREFIX + bytes.fromhex(repository_id))
-        repo = cls(path, config, keys[:32], keys[32:], master_key_id)
-        repo._write_keys(blob, master_key_id)
-        repo._put_new(path / "config.json", json.dumps(config, indent=2).encode())
+    def init(cls, location: Location, *, custody: Custody, s3_options: dict | None = None) -> Repository:
+        """A new, empty repository at `location` (which must not hold one yet)."""
+        store = store_open(location, s3_options=s3_options)
+        with _store_errors():
+            if store.exists("config.json"):
+                raise RepositoryError(f"{store.location} already holds a repository")
+            store.prepare()
+            repository_id = secrets.token_hex(16)
+            config = {
+                "format": FORMAT_NAME,
+                "version": FORMAT_VERSION,
+                "repository_id": repository_id,
+                "created_at": _now().isoformat(),
+                "chunker": {"algorithm": "fastcdc2020", "min_size": CHUNK_MIN, "avg_size": CHUNK_AVG, "max_size": CHUNK_MAX},
+                "chunk_id": "hmac-sha256",
+                "cipher": "aes-256-gcm",
+                "compression": "zstd",
+            }
+            keys = secrets.token_bytes(64)  # data key ‖ id key
+            blob, master_key_id = custody.wrap(keys, context=KEY_CONTEXT_PREFIX + bytes.fromhex(repository_id))
+            repo = cls(store, config, keys[:32], keys[32:], master_key_id)
+            repo._write_keys(blob, master_key_id)
+            # config.json last: a repository whose init died half-way has no config and is made again.
+            store.write_new("config.json", json.dumps(config, indent=2).encode())
         return repo
 
     @classmethod
-    def open(cls, path: Path, *, custody: Custody) -> Repository:
-        path = Path(path)
-        try:
-            config = json.loads((path / "config.json").read_text())
-            keyfile = json.loads((path / "keys.json").read_text())
-        except FileNotFoundError:
-            raise RepositoryError(f"no repository at {path}") from None
+    def open(cls, location: Location, *, custody: Custody, s3_options: dict | None = None) -> Repository:
+        store = store_open(location, s3_options=s3_options)
+        with _store_errors():
+            try:
+                config = json.loads(store.read("config.json"))
+                keyfile = json.loads(store.read("keys.json"))
+            except StoreMissing:
+                raise RepositoryError(f"no repository at {store.location}") from None
         if config.get("format") != FORMAT_NAME or config.get("version") != FORMAT_VERSION:
             raise RepositoryError(f"unsupported repository format {config.get('format')} v{config.get('version')}")
         keys = custody.unwrap(bytes.fromhex(keyfile["wrapped_keys"]), context=cls._key_context(config))
-        return cls(path, config, keys[:32], keys[32:], keyfile["master_key_id"])
+        return cls(store, config, keys[:32], keys[32:], keyfile["master_key_id"])
 
     @classmethod
-    def open_or_init(cls, path: Path, *, custody: Custody) -> Repository:
-        if (Path(path) / "config.json").exists():
-            return cls.open(path, custody=custody)
-        return cls.init(path, custody=custody)
+    def exists_at(cls, location: Location, *, s3_options: dict | None = None) -> bool:
+        with _store_errors():
+            return store_open(location, s3_options=s3_options).exists("config.json")
+
+    @classmethod
+    def open_or_init(cls, location: Location, *, custody: Custody, s3_options: dict | None = None) -> Repository:
+        store = store_open(location, s3_options=s3_options)
+        if cls.exists_at(store):
+            return cls.open(store, custody=custody)
+        return cls.init(store, custody=custody)
 
     @staticmethod
-    def master_key_id_of(path: Path) -> str:
-        """The id of the master key the repository at `path` is wrapped under (no key needed)."""
-        return json.loads((Path(path) / "keys.json").read_text())["master_key_id"]
+    def master_key_id_of(location: Location, *, s3_options: dict | None = None) -> str:
+        """The id of the master key the repository at `location` is wrapped under (no key needed)."""
+        with _store_errors():
+            return json.loads(store_open(location, s3_options=s3_options).read("keys.json"))["master_key_id"]
 
     @staticmethod
     def _key_context(config: dict) -> bytes:
@@ -159,59 +189,24 @@ class Repository:
 
     def _write_keys(self, blob: bytes, master_key_id: str) -> None:
         payload = json.dumps({"master_key_id": master_key_id, "wrapped_keys": blob.hex()}).encode()
-        tmp = self._tmp_file(payload)
-        os.replace(tmp, self.path / "keys.json")  # the only file ever replaced: keys re-wrapped, same plaintext
+        self.store.replace("keys.json", payload)  # the only file ever replaced: keys re-wrapped, same plaintext
         self.master_key_id = master_key_id
 
     def keys_rewrap(self, *, custody: Custody) -> str:
         """Re-wrap the repository keys under the custodian's current master key; returns its id."""
-        keyfile = json.loads((self.path / "keys.json").read_text())
-        blob, master_key_id = custody.rewrap(bytes.fromhex(keyfile["wrapped_keys"]), context=self._key_context(self.config))
-        self._write_keys(blob, master_key_id)
+        with _store_errors():
+            keyfile = json.loads(self.store.read("keys.json"))
+            blob, master_key_id = custody.rewrap(bytes.fromhex(keyfile["wrapped_keys"]), context=self._key_context(self.config))
+            self._write_keys(blob, master_key_id)
         return master_key_id
 
     # -- locking --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _lock(self, *, exclusive: bool):
-        """Backups share the repository; prune needs it alone (it deletes chunks a backup may be reusing).
-
-        flock(2) on `lock`: holds between processes of one host, which a local repository is.
-        """
-        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RepositoryError("the repository is busy (a backup or prune is running); retry later") from None
+        """Backups share the repository; prune needs it alone (it deletes chunks a backup may be reusing)."""
+        with _store_errors(), self.store.lock(exclusive=exclusive):
             yield
-        finally:
-            os.close(fd)
-
-    # -- files: written under a temporary name, renamed into place --------------------------------
-
-    def _tmp_file(self, payload: bytes) -> Path:
-        tmp = self.path / "tmp" / f"{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return tmp
-
-    def _put_new(self, target: Path, payload: bytes) -> bool:
-        """Write `target` unless it exists; never overwrite (appending never rewrites). True if written."""
-        if target.exists():
-            return False
-        target.parent.mkdir(exist_ok=True, mode=0o700)
-        tmp = self._tmp_file(payload)
-        try:
-            os.link(tmp, target)  # fails if another writer put the same chunk meanwhile: fine, same content
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
-        return True
 
     # -- sealing --------------------------------------------------------------------------------
 
@@ -242,46 +237,57 @@ class Repository:
     def chunk_id(self, data: bytes) -> str:
         return hmac.new(self._id_key, data, hashlib.sha256).hexdigest()
 
-    def _chunk_path(self, chunk_id: str) -> Path:
-        return self.path / "data" / chunk_id[:2] / chunk_id
+    @staticmethod
+    def _chunk_name(chunk_id: str) -> str:
+        return f"data/{chunk_id[:2]}/{chunk_id}"
 
     def chunk_put(self, data: bytes) -> tuple[str, int]:
         """(chunk id, bytes newly stored: 0 when the repository already had it)."""
         chunk_id = self.chunk_id(data)
-        target = self._chunk_path(chunk_id)
-        if target.exists():
+        if chunk_id in self._known_chunks if self._known_chunks is not None else self.store.exists(self._chunk_name(chunk_id)):
             return chunk_id, 0
         blob = self._seal(data, aad=b"chunk:" + bytes.fromhex(chunk_id))
-        return chunk_id, len(blob) if self._put_new(target, blob) else 0
+        stored = len(blob) if self.store.write_new(self._chunk_name(chunk_id), blob) else 0
+        if self._known_chunks is not None:
+            self._known_chunks.add(chunk_id)
+        return chunk_id, stored
 
     def chunk_get(self, chunk_id: str) -> bytes:
         try:
-            blob = self._chunk_path(chunk_id).read_bytes()
-        except FileNotFoundError:
+            with _store_errors():
+                blob = self.store.read(self._chunk_name(chunk_id))
+        except _Missing:
             raise RepositoryError(f"chunk {chunk_id} missing") from None
         data = self._open_sealed(blob, aad=b"chunk:" + bytes.fromhex(chunk_id))
         if not hmac.compare_digest(self.chunk_id(data), chunk_id):
             raise RepositoryError(f"chunk {chunk_id} does not match its id")
         return data
 
-    def chunk_ids(self) -> Iterator[str]:
-        for sub in sorted((self.path / "data").iterdir()):
-            for chunk in sorted(sub.iterdir()):
-                yield chunk.name
+    def chunk_sizes(self) -> dict[str, int]:
+        """{chunk id: stored size} of every chunk in the store."""
+        with _store_errors():
+            return {name.rsplit("/", 1)[-1]: size for name, size in self.store.listing("data/")}
+
+    def chunk_ids(self) -> list[str]:
+        return sorted(self.chunk_sizes())
 
     # -- snapshots ------------------------------------------------------------------------------
 
     def snapshot_create(self, items: list[SourceItem | tuple[str, Path]], *, meta: dict, progress: Progress | None = None) -> dict:
         """Back up `items` (SourceItem, or (name in the snapshot, path on disk)) as one snapshot; its manifest."""
-        with self._lock(exclusive=False):
-            return self._snapshot_create(items, meta=meta, progress=progress)
+        with self._lock(exclusive=False), _store_errors():
+            self._known_chunks = set(self.chunk_ids())
+            try:
+                return self._snapshot_create(items, meta=meta, progress=progress)
+            finally:
+                self._known_chunks = None
 
     def _snapshot_create(self, items: list[SourceItem | tuple[str, Path]], *, meta: dict, progress: Progress | None) -> dict:
         say = progress or (lambda line: None)
         started, clock = _now(), time.monotonic()
         snapshot_id = f"{started:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"  # sorts by start time
         items = [item if isinstance(item, SourceItem) else SourceItem.of_file(*item) for item in items]
-        parent = self._parent_entries()
+        parent = self._parent_entries(meta.get("kind"))
         total = sum(item.size for item in items)
         entries = []
         stats = {"bytes_in": 0, "chunks": 0, "chunks_new": 0, "bytes_stored_new": 0, "files": len(items), "files_unchanged": 0, "parent": parent["id"]}
@@ -323,7 +329,7 @@ class Repository:
             **meta,
         }
         # Written last: until this rename the snapshot does not exist, whatever chunks landed.
-        self._put_new(self._snapshot_path(snapshot_id), self._seal(json.dumps(manifest).encode(), aad=b"snapshot:" + snapshot_id.encode()))
+        self.store.write_new(self._snapshot_name(snapshot_id), self._seal(json.dumps(manifest).encode(), aad=b"snapshot:" + snapshot_id.encode()))
         say(
             f"backup {snapshot_id}: done, {stats['bytes_in']} bytes read, {stats['files_unchanged']} unchanged files skipped, "
             f"{stats['bytes_stored_new']} bytes added"
@@ -342,23 +348,35 @@ class Repository:
         for cut in self._cdc.cut_buf(data):
             yield bytes(cut.data)
 
-    def _parent_entries(self) -> dict:
-        """The latest snapshot's entries by name (the parent an incremental backup compares with)."""
-        ids = self.snapshot_ids()
-        if not ids:
-            return {"id": None, "entries": {}}
-        return {"id": ids[-1], "entries": {entry["name"]: entry for entry in self.snapshot_get(ids[-1])["files"]}}
+    def _parent_entries(self, kind: str | None) -> dict:
+        """The entries by name of the latest snapshot of the same kind (the parent an incremental backup compares with).
 
-    def _snapshot_path(self, snapshot_id: str) -> Path:
-        return self.path / "snapshots" / f"{snapshot_id}.snap"
+        Of the same kind: a database-only snapshot taken between two object backups must not make
+        the second read every object again.
+        """
+        for snapshot_id in reversed(self.snapshot_ids()):
+            manifest = self.snapshot_get(snapshot_id)
+            if manifest.get("kind") == kind:
+                return {"id": snapshot_id, "entries": {entry["name"]: entry for entry in manifest["files"]}}
+        return {"id": None, "entries": {}}
+
+    @staticmethod
+    def _snapshot_name(snapshot_id: str) -> str:
+        return f"snapshots/{snapshot_id}.snap"
 
     def snapshot_ids(self) -> list[str]:
-        return sorted(p.name[: -len(".snap")] for p in (self.path / "snapshots").glob("*.snap"))
+        with _store_errors():
+            names = [name for name, _ in self.store.listing("snapshots/")]
+        return sorted(name[len("snapshots/") : -len(".snap")] for name in names if name.endswith(".snap"))
 
     def snapshot_get(self, snapshot_id: str) -> dict:
-        if "/" in snapshot_id or not self._snapshot_path(snapshot_id).exists():
+        if "/" in snapshot_id:
             raise RepositoryError(f"no snapshot {snapshot_id}")
-        blob = self._snapshot_path(snapshot_id).read_bytes()
+        try:
+            with _store_errors():
+                blob = self.store.read(self._snapshot_name(snapshot_id))
+        except _Missing:
+            raise RepositoryError(f"no snapshot {snapshot_id}") from None
         return json.loads(self._open_sealed(blob, aad=b"snapshot:" + snapshot_id.encode()))
 
     def snapshots(self) -> list[dict]:
@@ -366,20 +384,24 @@ class Repository:
 
     # -- holds, forget, prune ---------------------------------------------------------------------
 
-    def _hold_path(self, snapshot_id: str) -> Path:
-        return self.path / "holds" / f"{snapshot_id}.hold"
+    @staticmethod
+    def _hold_name(snapshot_id: str) -> str:
+        return f"holds/{snapshot_id}.hold"
 
     def hold_set(self, snapshot_id: str, *, reason: str) -> None:
         """A legal hold: `forget` refuses the snapshot until the hold is released."""
         self.snapshot_get(snapshot_id)
-        (self.path / "holds").mkdir(exist_ok=True, mode=0o700)
-        self._put_new(self._hold_path(snapshot_id), json.dumps({"reason": reason, "created_at": _now().isoformat()}).encode())
+        with _store_errors():
+            self.store.write_new(self._hold_name(snapshot_id), json.dumps({"reason": reason, "created_at": _now().isoformat()}).encode())
 
     def hold_release(self, snapshot_id: str) -> None:
-        self._hold_path(snapshot_id).unlink(missing_ok=True)
+        with _store_errors():
+            self.store.delete(self._hold_name(snapshot_id))
 
     def holds(self) -> set[str]:
-        return {p.name[: -len(".hold")] for p in (self.path / "holds").glob("*.hold")}
+        with _store_errors():
+            names = [name for name, _ in self.store.listing("holds/")]
+        return {name[len("holds/") : -len(".hold")] for name in names if name.endswith(".hold")}
 
     def forget(self, snapshot_ids: list[str], *, dry_run: bool = False) -> list[str]:
         """Remove snapshots (not their chunks: `prune` does that); refuses all if any is held."""
@@ -389,30 +411,41 @@ class Repository:
         if held:
             raise RepositoryError(f"legal hold on {', '.join(held)}: release it before forgetting")
         if not dry_run:
-            for snapshot_id in snapshot_ids:
-                self._snapshot_path(snapshot_id).unlink()
+            with _store_errors():
+                for snapshot_id in snapshot_ids:
+                    self.store.delete(self._snapshot_name(snapshot_id))
         return sorted(snapshot_ids)
 
     def prune(self, *, dry_run: bool = False, progress: Progress | None = None) -> dict:
         """Delete the chunks no snapshot references; refused while a backup runs."""
         say = progress or (lambda line: None)
-        with self._lock(exclusive=True):
+        with self._lock(exclusive=True), _store_errors():
             referenced = {c for manifest in self.snapshots() for entry in manifest["files"] for c in entry["chunks"]}
-            unused = [chunk_id for chunk_id in self.chunk_ids() if chunk_id not in referenced]
-            freed = sum(self._chunk_path(chunk_id).stat().st_size for chunk_id in unused)
+            sizes = self.chunk_sizes()
+            unused = sorted(chunk_id for chunk_id in sizes if chunk_id not in referenced)
+            freed = sum(sizes[chunk_id] for chunk_id in unused)
             if not dry_run:
-                for chunk_id in unused:
-                    self._chunk_path(chunk_id).unlink()
+                for n, chunk_id in enumerate(unused, 1):
+                    self.store.delete(self._chunk_name(chunk_id))
+                    if n % 100 == 0:
+                        say(f"prune: {n}/{len(unused)} chunks deleted")
         say(f"prune: {len(unused)} unreferenced chunks, {freed} bytes{' (dry run)' if dry_run else ' deleted'}")
         return {"chunks": len(unused), "bytes": freed, "dry_run": dry_run}
 
     # -- verify and restore -----------------------------------------------------------------------
 
-    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
-        """Re-read every chunk (its MAC and its id) and check every snapshot's chunks are there and sound."""
+    def verify(self, *, snapshot_id: str | None = None, progress: Progress | None = None) -> VerifyReport:
+        """Re-read every chunk (its MAC and its id) and check every snapshot's chunks are there and sound.
+
+        With `snapshot_id`: only that snapshot, and only the chunks it references.
+        """
         say = progress or (lambda line: None)
         report, bad = VerifyReport(), {}
         chunk_ids = list(self.chunk_ids())
+        snapshot_ids = self.snapshot_ids()
+        if snapshot_id is not None:
+            wanted = {c for entry in self.snapshot_get(snapshot_id)["files"] for c in entry["chunks"]}
+            chunk_ids, snapshot_ids = [c for c in chunk_ids if c in wanted], [snapshot_id]
         for n, chunk_id in enumerate(chunk_ids, 1):
             try:
                 self.chunk_get(chunk_id)
@@ -423,19 +456,19 @@ class Repository:
             if n % 100 == 0 or n == len(chunk_ids):
                 say(f"verify: {n}/{len(chunk_ids)} chunks read")
         present = set(chunk_ids)
-        for snapshot_id in self.snapshot_ids():
+        for one in snapshot_ids:
             try:
-                manifest = self.snapshot_get(snapshot_id)
+                manifest = self.snapshot_get(one)
             except RepositoryError as exc:
-                report.problems.append({"kind": "corrupt_snapshot", "snapshot": snapshot_id, "detail": str(exc)})
+                report.problems.append({"kind": "corrupt_snapshot", "snapshot": one, "detail": str(exc)})
                 continue
             report.snapshots_checked += 1
             for entry in manifest["files"]:
                 for chunk_id in entry["chunks"]:
                     if chunk_id not in present:
-                        report.problems.append({"kind": "missing_chunk", "chunk": chunk_id, "snapshot": snapshot_id, "file": entry["name"]})
+                        report.problems.append({"kind": "missing_chunk", "chunk": chunk_id, "snapshot": one, "file": entry["name"]})
                     elif chunk_id in bad:
-                        report.problems.append({"kind": "damaged_chunk", "chunk": chunk_id, "snapshot": snapshot_id, "file": entry["name"]})
+                        report.problems.append({"kind": "damaged_chunk", "chunk": chunk_id, "snapshot": one, "file": entry["name"]})
         say(f"verify: {report.snapshots_checked} snapshots, {report.chunks_checked} chunks, {len(report.problems)} problems")
         return report
 
@@ -467,6 +500,21 @@ class Repository:
             os.replace(partial, target)
         say(f"restore {snapshot_id}: done, {len(entries)} files into {to}")
         return manifest
+
+
+@contextlib.contextmanager
+def _store_errors():
+    """A store that is busy or unreachable is a RepositoryError the commands and tasks already report."""
+    try:
+        yield
+    except StoreMissing:
+        raise _Missing() from None
+    except StoreError as exc:
+        raise (RepositoryBusy if isinstance(exc, StoreBusy) else RepositoryUnavailable)(str(exc)) from None
+
+
+class _Missing(Exception):
+    """A file the caller turns into its own message (a missing chunk, an unknown snapshot)."""
 
 
 def _check_name(name: str) -> PurePosixPath:

@@ -21,6 +21,7 @@ import django
 from django.conf import settings
 from django.db import connection
 
+from apps.audit.services import audit_event_record
 from apps.backups.engine import metrics
 from apps.backups.engine.drills import database_drill
 from apps.backups.engine.repository import Progress, Repository, RepositoryError, SourceItem, VerifyReport
@@ -33,8 +34,14 @@ from signer.custody import Custody, CustodyError, LocalKeyFileCustody, custody_f
 logger = logging.getLogger(__name__)
 
 
-def _repository_path(path: Path | None) -> Path:
-    return Path(path) if path is not None else Path(settings.BACKUP_REPOSITORY_DIR)
+def repository_location(repository: str | Path | None = None) -> str:
+    """The repository to use: the one named, else BACKUP_REPOSITORY (a path or s3://bucket/prefix), else BACKUP_REPOSITORY_DIR."""
+    return str(repository or settings.BACKUP_REPOSITORY or settings.BACKUP_REPOSITORY_DIR)
+
+
+def repository_s3_options() -> dict:
+    """s3_client() options for an s3:// repository (BACKUP_S3_*, each defaulting to the photo store's S3_*)."""
+    return dict(settings.BACKUP_S3)
 
 
 def _source_version() -> dict:
@@ -50,14 +57,27 @@ def _photo_objects() -> list[SourceItem]:
     ]
 
 
-def backup_create(*, objects: bool = True, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
-    """A snapshot of the database (online backup / pg_dump) and, by default, the photo objects; its manifest.
+BACKUP_TYPES = ("database", "objects", "config", "full")
+CONFIG_BUNDLE_NAME = "config/secrets-bundle.hps"
 
+
+def backup_create(
+    *, objects: bool = True, backup_type: str | None = None, schedule: str = "", trigger: str = "", repository: str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """A snapshot into the repository; its manifest.
+
+    `backup_type`: database (online backup / pg_dump), objects (the photo store), config (the
+    secrets bundle sealed under BACKUP_SECRETS_PASSPHRASE_FILE), full (all three; config when a
+    passphrase is configured). Without it: the database, plus the objects unless `objects=False`.
     The repository is made on first use. Objects are incremental: one listed with the size and
     modification time the previous snapshot recorded is not read again.
     """
+    backup_type = backup_type or ("full" if objects else "database")
+    if backup_type not in BACKUP_TYPES:
+        raise RepositoryError(f"unknown backup type {backup_type!r}")
     try:
-        manifest = _backup_create(objects=objects, repository_path=repository_path, progress=progress)
+        manifest = _backup_create(backup_type=backup_type, schedule=schedule, trigger=trigger, repository=repository, progress=progress)
     except Exception as exc:
         metrics.RUNS.labels(outcome="failure").inc()
         logger.error("backup.failed", extra={"error": type(exc).__name__})
@@ -70,29 +90,44 @@ def backup_create(*, objects: bool = True, repository_path: Path | None = None, 
     return manifest
 
 
-def _backup_create(*, objects: bool, repository_path: Path | None, progress: Progress | None) -> dict:
-    repo = Repository.open_or_init(_repository_path(repository_path), custody=custody_from_environ())
+def _config_bundle_item(scratch: Path) -> SourceItem | None:
+    """The secrets bundle as a file of the snapshot, or None when no passphrase file is configured."""
+    if not settings.BACKUP_SECRETS_PASSPHRASE_FILE:
+        return None
+    passphrase = Path(settings.BACKUP_SECRETS_PASSPHRASE_FILE).read_text().strip()
+    path = scratch / "secrets-bundle.hps"
+    path.write_bytes(backup_secrets_export(passphrase=passphrase))
+    return SourceItem.of_file(CONFIG_BUNDLE_NAME, path)
+
+
+def _backup_create(*, backup_type: str, schedule: str, trigger: str, repository: str | Path | None, progress: Progress | None) -> dict:
+    say = progress or (lambda line: None)
+    repo = Repository.open_or_init(repository_location(repository), custody=custody_from_environ(), s3_options=repository_s3_options())
+    meta: dict = {"kind": backup_type if backup_type != "full" else "database+objects", "source_version": _source_version(), "host": platform.node()}
+    if schedule:
+        meta["schedule"] = schedule
+    if trigger:
+        meta["trigger"] = trigger
+    items: list[SourceItem] = []
     with tempfile.TemporaryDirectory(prefix="homepocket-backup-") as scratch:
-        if progress:
-            progress(f"backup: copying the {connection.vendor} database")
-        name, copy, tables = database_snapshot(settings_dict=connection.settings_dict, vendor=connection.vendor, scratch=Path(scratch))
-        items = [SourceItem.of_file(name, copy)]
-        if objects:
-            items += _photo_objects()
-            if progress:
-                progress(f"backup: {len(items) - 1} photo objects listed")
-        manifest = repo.snapshot_create(
-            items,
-            meta={
-                "kind": "database+objects" if objects else "database",
-                "database_vendor": connection.vendor,
-                "database_tables": tables,
-                "object_store": "s3" if storage.s3_enabled() else "local",
-                "source_version": _source_version(),
-                "host": platform.node(),
-            },
-            progress=progress,
-        )
+        if backup_type in ("database", "full"):
+            say(f"backup: copying the {connection.vendor} database")
+            name, copy, tables = database_snapshot(settings_dict=connection.settings_dict, vendor=connection.vendor, scratch=Path(scratch))
+            items.append(SourceItem.of_file(name, copy))
+            meta |= {"database_vendor": connection.vendor, "database_tables": tables}
+        if backup_type in ("objects", "full"):
+            objects = _photo_objects()
+            items += objects
+            meta["object_store"] = "s3" if storage.s3_enabled() else "local"
+            say(f"backup: {len(objects)} photo objects listed")
+        if backup_type in ("config", "full"):
+            bundle = _config_bundle_item(Path(scratch))
+            if bundle is None and backup_type == "config":
+                raise RepositoryError("a config backup needs BACKUP_SECRETS_PASSPHRASE_FILE (the bundle is sealed under that passphrase)")
+            if bundle is not None:
+                items.append(bundle)
+                meta["kind"] = "full" if backup_type == "full" else "config"
+        manifest = repo.snapshot_create(items, meta=meta, progress=progress)
     logger.info(
         "backup.created",
         extra={"snapshot_id": manifest["id"], "bytes_in": manifest["stats"]["bytes_in"], "bytes_added": manifest["stats"]["bytes_stored_new"], "duration_seconds": manifest["duration_seconds"]},
@@ -100,14 +135,14 @@ def _backup_create(*, objects: bool, repository_path: Path | None, progress: Pro
     return manifest
 
 
-def backup_repository_open(*, repository_path: Path | None = None) -> Repository:
+def backup_repository_open(*, repository: str | Path | None = None) -> Repository:
     """The existing repository (no database needed: the disaster case)."""
-    return Repository.open(_repository_path(repository_path), custody=custody_from_environ())
+    return Repository.open(repository_location(repository), custody=custody_from_environ(), s3_options=repository_s3_options())
 
 
-def backup_verify(*, repository_path: Path | None = None, progress: Progress | None = None) -> VerifyReport:
-    """Every chunk re-read and its MAC checked; every snapshot's chunks present and sound."""
-    report = backup_repository_open(repository_path=repository_path).verify(progress=progress)
+def backup_verify(*, snapshot_id: str | None = None, repository: str | Path | None = None, progress: Progress | None = None) -> VerifyReport:
+    """Every chunk (of the snapshot, if named) re-read and its MAC checked; every snapshot's chunks present and sound."""
+    report = backup_repository_open(repository=repository).verify(snapshot_id=snapshot_id, progress=progress)
     for problem in report.problems:
         metrics.VERIFY_PROBLEMS.labels(kind=problem["kind"]).inc()
     log = logger.info if report.ok else logger.error
@@ -115,21 +150,30 @@ def backup_verify(*, repository_path: Path | None = None, progress: Progress | N
     return report
 
 
-def backup_restore(*, snapshot_id: str, to: Path, overwrite: bool = False, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+def backup_step_audit(*, event_type: str, outcome: str = "success", target: str = "", details: dict | None = None) -> None:
+    """Audit an operator's step (restore, forget, prune, hold). In the disaster case there is no
+    database to write to: the step still runs, and the missing audit row is logged instead."""
+    try:
+        audit_event_record(event_type=event_type, outcome=outcome, target=target, details=details or {})
+    except Exception as exc:  # noqa: BLE001 (the database is gone: the restore must not fail for it)
+        logger.warning("backup.audit_unavailable", extra={"event_type": event_type, "error": type(exc).__name__})
+
+
+def backup_restore(*, snapshot_id: str, to: Path, overwrite: bool = False, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
     """The snapshot's files written under `to` (never over existing files without `overwrite`)."""
-    manifest = backup_repository_open(repository_path=repository_path).restore(snapshot_id, to=Path(to), overwrite=overwrite, progress=progress)
+    manifest = backup_repository_open(repository=repository).restore(snapshot_id, to=Path(to), overwrite=overwrite, progress=progress)
     logger.info("backup.restored", extra={"snapshot_id": snapshot_id, "files": len(manifest["files"])})
+    backup_step_audit(event_type="backup.restored", target=f"snapshot:{snapshot_id}", details={"files": len(manifest["files"]), "to": "directory"})
     return manifest
 
 
-def backup_test_restore(*, snapshot_id: str | None = None, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+def backup_test_restore(*, snapshot_id: str | None = None, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
     """Restore the snapshot's (default: the latest's) database into scratch space and compare every table."""
-    repo = backup_repository_open(repository_path=repository_path)
+    repo = backup_repository_open(repository=repository)
     if snapshot_id is None:
-        ids = repo.snapshot_ids()
-        if not ids:
-            raise RepositoryError("the repository has no snapshots")
-        snapshot_id = ids[-1]
+        snapshot_id = next((m["id"] for m in reversed(repo.snapshots()) if m.get("database_tables") is not None), None)
+        if snapshot_id is None:
+            raise RepositoryError("the repository has no database snapshot")
     with tempfile.TemporaryDirectory(prefix="homepocket-drill-") as scratch:
         report = database_drill(repo=repo, snapshot_id=snapshot_id, settings_dict=connection.settings_dict, scratch=Path(scratch), progress=progress)
     log = logger.info if report["ok"] else logger.error
@@ -137,9 +181,9 @@ def backup_test_restore(*, snapshot_id: str | None = None, repository_path: Path
     return report
 
 
-def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPolicy | None = None, dry_run: bool = False, repository_path: Path | None = None) -> dict:
+def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPolicy | None = None, dry_run: bool = False, repository: str | Path | None = None) -> dict:
     """Forget the named snapshots, or those `policy` does not keep; held snapshots refuse the whole step."""
-    repo = backup_repository_open(repository_path=repository_path)
+    repo = backup_repository_open(repository=repository)
     keep: dict[str, list[str]] = {}
     if policy is not None:
         if policy.empty():
@@ -147,27 +191,36 @@ def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPol
         started = [(m["id"], datetime.fromisoformat(m["started_at"])) for m in repo.snapshots()]
         keep = snapshots_to_keep(started, policy)
         snapshot_ids = [snapshot_id for snapshot_id, _ in started if snapshot_id not in keep]
-    forgotten = repo.forget(snapshot_ids or [], dry_run=dry_run)
-    # Deletion is its own step and always logged (audit event types for backups are not declared yet).
+    try:
+        forgotten = repo.forget(snapshot_ids or [], dry_run=dry_run)
+    except RepositoryError as exc:  # a legal hold refused the step: the attempt is audited too
+        backup_step_audit(event_type="backup.deleted", outcome="failure", target=f"repository:{repo.location}", details={"step": "forget", "refused": str(exc)[:300]})
+        raise
+    # Deletion is its own step, always logged and audited.
     logger.warning("backup.forgotten", extra={"snapshots": forgotten, "dry_run": dry_run})
+    if not dry_run:
+        backup_step_audit(event_type="backup.deleted", target=f"repository:{repo.location}", details={"step": "forget", "snapshots": forgotten})
     return {"forget": forgotten, "keep": keep, "dry_run": dry_run}
 
 
-def backup_prune(*, dry_run: bool = False, repository_path: Path | None = None, progress: Progress | None = None) -> dict:
+def backup_prune(*, dry_run: bool = False, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
     """Delete chunks no snapshot references (refused while a backup runs)."""
-    result = backup_repository_open(repository_path=repository_path).prune(dry_run=dry_run, progress=progress)
+    result = backup_repository_open(repository=repository).prune(dry_run=dry_run, progress=progress)
     logger.warning("backup.pruned", extra=result)
+    if not dry_run:
+        backup_step_audit(event_type="backup.deleted", target=f"repository:{repository_location(repository)}", details={"step": "prune", **result})
     return result
 
 
-def backup_hold(*, snapshot_id: str, reason: str = "", release: bool = False, repository_path: Path | None = None) -> None:
+def backup_hold(*, snapshot_id: str, reason: str = "", release: bool = False, repository: str | Path | None = None) -> None:
     """Set (or release) a legal hold on a snapshot."""
-    repo = backup_repository_open(repository_path=repository_path)
+    repo = backup_repository_open(repository=repository)
     if release:
         repo.hold_release(snapshot_id)
     else:
         repo.hold_set(snapshot_id, reason=reason)
     logger.warning("backup.hold", extra={"snapshot_id": snapshot_id, "released": release})
+    backup_step_audit(event_type="backup.hold", target=f"snapshot:{snapshot_id}", details={"released": release, "reason": reason[:200]})
 
 
 # Variables read outside settings.py: the signer's custody (signer/custody.py) and the var dir.
@@ -215,14 +268,14 @@ def backup_master_keys_rewrap(*, custody_: Custody, new_master: str) -> set[str]
     Listed in apps/signing/services.py MASTER_KEY_USERS, so the master-key rotation does not retire
     the key the backup repository is wrapped under (that would make every backup unreadable).
     """
-    path = _repository_path(None)
-    if not (path / "config.json").exists():
+    location, options = repository_location(), repository_s3_options()
+    if not Repository.exists_at(location, s3_options=options):
         return set()
     try:
-        repo = Repository.open(path, custody=custody_)
+        repo = Repository.open(location, custody=custody_, s3_options=options)
         if repo.master_key_id != new_master:
             repo.keys_rewrap(custody=custody_)
-    except CustodyError:
-        logger.error("backup.rewrap_failed", extra={"repository": str(path)})
-    current = Repository.master_key_id_of(path)
+    except (CustodyError, RepositoryError):
+        logger.error("backup.rewrap_failed", extra={"repository": location})
+    current = Repository.master_key_id_of(location, s3_options=options)
     return set() if current == new_master else {current}

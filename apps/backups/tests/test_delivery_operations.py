@@ -114,7 +114,8 @@ class TestCommand:
 
 def test_the_periodic_tasks_are_declared():
     names = {spec.task for spec in PERIODIC_TASKS}
-    assert names == {"backups.share_deliveries_expire", "backups.share_delivery_requests_purge"}
+    # Server backups declare theirs in the same app list (apps/backups/engine/tasks.py).
+    assert {"backups.share_deliveries_expire", "backups.share_delivery_requests_purge"} <= names
 
 
 

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from apps.backups.engine.repository import Repository, RepositoryError
+from apps.backups.engine.tests.conftest import backup_killed_mid_run
 from signer.custody import CustodyError, LocalKeyFileCustody
 
 MiB = 1024 * 1024
-ROOT = Path(__file__).resolve().parents[4]
-
-
-@pytest.fixture
-def custody(tmp_path):
-    return LocalKeyFileCustody(tmp_path / "master-key.json")
 
 
 @pytest.fixture
@@ -180,21 +171,8 @@ def test_rewrapped_keys_open_after_the_old_master_key_is_retired(repo, files, cu
 
 def test_a_backup_killed_mid_run_leaves_a_valid_repository_without_its_snapshot(repo, files, tmp_path):
     first = repo.snapshot_create(files[1:], meta={})
-    script = textwrap.dedent(
-        f"""
-        import os, signal
-        from pathlib import Path
-        from apps.backups.engine.repository import Repository
-        from signer.custody import LocalKeyFileCustody
-        repo = Repository.open(Path({str(repo.path)!r}), custody=LocalKeyFileCustody(Path({str(tmp_path / "master-key.json")!r})))
-        def die(line):
-            if "new chunks" in line and not line.endswith(" 0 new chunks"):
-                os.kill(os.getpid(), signal.SIGKILL)  # a hard kill right after a chunk landed
-        repo.snapshot_create([("objects/random.bin", Path({str(files[0][1])!r}))], meta={{}}, progress=die)
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True)
-    assert result.returncode == -signal.SIGKILL, result.stderr
+    key = tmp_path / "master-key.json"
+    backup_killed_mid_run(open_repository=f"Repository.open(Path({str(repo.path)!r}), custody=LocalKeyFileCustody(Path({str(key)!r})))", source=files[0][1])
     assert repo.snapshot_ids() == [first["id"]]
     report = repo.verify()
     assert report.ok

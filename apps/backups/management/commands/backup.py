@@ -1,4 +1,4 @@
-"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|secrets-export|secrets-restore`: server backups (docs/backups.md).
+"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|catalog|retention|secrets-export|secrets-restore`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -24,7 +24,7 @@ class Command(BaseCommand):
     help = "Server backups: create a database snapshot, list snapshots, verify the repository, restore a snapshot."
 
     def add_arguments(self, parser):
-        parser.add_argument("--repository", help="Repository directory (default: settings.BACKUP_REPOSITORY_DIR).")
+        parser.add_argument("--repository", help="Repository: a directory or s3://bucket/prefix (default: BACKUP_REPOSITORY, else BACKUP_REPOSITORY_DIR).")
         sub = parser.add_subparsers(dest="action", required=True)
         create = sub.add_parser("run", aliases=["create"], help="Snapshot the database and the photo objects into the repository.")
         create.add_argument("--database-only", action="store_true", help="Leave the photo objects out.")
@@ -52,6 +52,10 @@ class Command(BaseCommand):
         secrets_restore.add_argument("--to", required=True)
         secrets_restore.add_argument("--passphrase-file", required=True)
         secrets_restore.add_argument("--overwrite", action="store_true")
+        sub.add_parser("catalog", help="Rebuild the database catalog of snapshots from the repository (admin, API).")
+        retention = sub.add_parser("retention", help="Apply each schedule's retention rules (GFS, delete/archive after days; holds respected).")
+        retention.add_argument("--schedule", help="Only this schedule (its name).")
+        retention.add_argument("--dry-run", action="store_true", help="Show what would be forgotten and archived; change nothing.")
         restore = sub.add_parser("restore", help="Restore a snapshot's files into a directory.")
         restore.add_argument("snapshot_id", help="A snapshot id, or `latest`.")
         restore.add_argument("--to", required=True, help="Target directory (must be empty unless --overwrite).")
@@ -61,13 +65,13 @@ class Command(BaseCommand):
         progress = self.stdout.write
         try:
             if action in ("run", "create"):
-                manifest = services.backup_create(objects=not options["database_only"], repository_path=repository, progress=progress)
+                manifest = services.backup_create(objects=not options["database_only"], repository=repository, progress=progress)
                 self.stdout.write(self._line(manifest))
             elif action == "list":
-                for manifest in services.backup_repository_open(repository_path=repository).snapshots():
+                for manifest in services.backup_repository_open(repository=repository).snapshots():
                     self.stdout.write(json.dumps(_summary(manifest)) if options["json"] else self._line(manifest))
             elif action == "verify":
-                report = services.backup_verify(repository_path=repository, progress=progress)
+                report = services.backup_verify(repository=repository, progress=progress)
                 for problem in report.problems:
                     self.stderr.write("problem: " + json.dumps(problem))
                 if not report.ok:
@@ -75,7 +79,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"ok: {report.snapshots_checked} snapshots, {report.chunks_checked} chunks verified")
             elif action == "test-restore":
                 snapshot_id = None if options["snapshot_id"] == "latest" else options["snapshot_id"]
-                report = services.backup_test_restore(snapshot_id=snapshot_id, repository_path=repository, progress=progress)
+                report = services.backup_test_restore(snapshot_id=snapshot_id, repository=repository, progress=progress)
                 for mismatch in report["mismatches"]:
                     self.stderr.write("mismatch: " + json.dumps(mismatch))
                 if not report["ok"]:
@@ -86,7 +90,7 @@ class Command(BaseCommand):
                 if policy.empty() == (not options["snapshot_ids"]):
                     raise CommandError("name snapshots or give --keep-* rules (not both)")
                 result = services.backup_forget(
-                    snapshot_ids=options["snapshot_ids"] or None, policy=None if policy.empty() else policy, dry_run=options["dry_run"], repository_path=repository
+                    snapshot_ids=options["snapshot_ids"] or None, policy=None if policy.empty() else policy, dry_run=options["dry_run"], repository=repository
                 )
                 verb = "would forget" if options["dry_run"] else "forgot"
                 for snapshot_id in result["forget"]:
@@ -94,9 +98,9 @@ class Command(BaseCommand):
                 for snapshot_id, reasons in sorted(result["keep"].items()):
                     self.stdout.write(f"keep {snapshot_id} ({', '.join(reasons)})")
             elif action == "prune":
-                services.backup_prune(dry_run=options["dry_run"], repository_path=repository, progress=progress)
+                services.backup_prune(dry_run=options["dry_run"], repository=repository, progress=progress)
             elif action == "hold":
-                services.backup_hold(snapshot_id=options["snapshot_id"], reason=options["reason"], release=options["release"], repository_path=repository)
+                services.backup_hold(snapshot_id=options["snapshot_id"], reason=options["reason"], release=options["release"], repository=repository)
                 self.stdout.write(f"hold {'released' if options['release'] else 'set'} on {options['snapshot_id']}")
             elif action == "secrets-export":
                 blob = services.backup_secrets_export(passphrase=_passphrase(options["passphrase_file"]))
@@ -113,18 +117,44 @@ class Command(BaseCommand):
                 )
                 for path in written:
                     self.stdout.write(f"wrote {path}")
+            elif action == "catalog":
+                from apps.backups.engine.catalog import backup_catalog_rebuild
+
+                counts = backup_catalog_rebuild(repository=repository)
+                self.stdout.write(f"catalog: {counts['added']} added, {counts['updated']} updated, {counts['removed']} removed")
+            elif action == "retention":
+                self._retention(schedule_name=options["schedule"], dry_run=options["dry_run"])
             elif action == "restore":
                 snapshot_id = options["snapshot_id"]
                 if snapshot_id == "latest":
-                    ids = services.backup_repository_open(repository_path=repository).snapshot_ids()
+                    ids = services.backup_repository_open(repository=repository).snapshot_ids()
                     if not ids:
                         raise CommandError("the repository has no snapshots")
                     snapshot_id = ids[-1]
-                services.backup_restore(snapshot_id=snapshot_id, to=options["to"], overwrite=options["overwrite"], repository_path=repository, progress=progress)
+                services.backup_restore(snapshot_id=snapshot_id, to=options["to"], overwrite=options["overwrite"], repository=repository, progress=progress)
         except (RepositoryError, SourceError, CustodyError, BundleError) as exc:
             raise CommandError(str(exc)) from None
         except CustodyUnavailable:
             raise CommandError("the master key custodian is unreachable; retry later") from None
+
+    def _retention(self, *, schedule_name: str | None, dry_run: bool) -> None:
+        from apps.backups.engine.models import BackupSchedule
+        from apps.backups.engine.scheduling import schedule_retention_apply
+
+        schedules = BackupSchedule.objects.select_related("location").order_by("name")
+        if schedule_name:
+            schedules = schedules.filter(name=schedule_name)
+            if not schedules:
+                raise CommandError(f"no schedule named {schedule_name!r}")
+        verb = "would forget" if dry_run else "forgot"
+        for schedule in schedules:
+            result = schedule_retention_apply(schedule=schedule, dry_run=dry_run, progress=self.stdout.write)
+            for snapshot_id in result["forgotten"]:
+                self.stdout.write(f"{schedule.name}: {verb} {snapshot_id}")
+            for snapshot_id in result["held"]:
+                self.stdout.write(f"{schedule.name}: held, kept {snapshot_id}")
+            for snapshot_id in result["archived"]:
+                self.stdout.write(f"{schedule.name}: archive {snapshot_id}")
 
     @staticmethod
     def _line(manifest: dict) -> str:

@@ -1,0 +1,24 @@
+from django.urls import path
+
+from apps.backups.engine.api import (
+    AvailableBackupsView,
+    IntegrityView,
+    LegalHoldView,
+    ScheduleDetailView,
+    ScheduleListView,
+    StatusView,
+    TestRestoreView,
+    TriggerView,
+)
+
+# Staff paths: homepocket/settings.py SITE_PATH_PREFIXES gives them the admin's session stack.
+urlpatterns = [
+    path("backup/schedules", ScheduleListView.as_view(), name="backup-schedules"),
+    path("backup/schedule/<int:schedule_id>", ScheduleDetailView.as_view(), name="backup-schedule"),
+    path("backup/trigger/<str:backup_type>", TriggerView.as_view(), name="backup-trigger"),
+    path("backup/status/<uuid:run_id>", StatusView.as_view(), name="backup-status"),
+    path("recovery/available-backups", AvailableBackupsView.as_view(), name="recovery-available-backups"),
+    path("validation/integrity/<str:snapshot_id>", IntegrityView.as_view(), name="validation-integrity"),
+    path("validation/test-restore/<str:snapshot_id>", TestRestoreView.as_view(), name="validation-test-restore"),
+    path("compliance/legal-hold", LegalHoldView.as_view(), name="compliance-legal-hold"),
+]
