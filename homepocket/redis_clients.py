@@ -84,6 +84,14 @@ USERS: dict[str, RedisUser] = {
             why="caches are bypassed and hot settings are polled from the database until it is back",
         ),
         RedisUser("health", Fallback.FAIL_CLOSED, max_connections=2, retries=0, why="/ready answers 503 naming Redis"),
+        RedisUser(
+            "heartbeat", Fallback.FAIL_CLOSED, max_connections=2, retries=0,
+            why="a beat is skipped and logged; after 30 s without one the node drops off the cluster page",
+        ),
+        RedisUser(
+            "ops_aggregates", Fallback.LOCAL_ONLY, max_connections=2, retries=0,
+            why="a flush that fails keeps its tallies in memory and adds them at the next flush; the dashboard says it has no data",
+        ),
     )
 }
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from apps.cluster.jobs import _redis as cluster_redis  # the cluster chores' small bounded client
+from homepocket.redis_clients import sync_client
 from homepocket.process_loops import ProcessLoop
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class FileHeartbeats:
 
 def heartbeat_store():
     if settings.REDIS_URL:
-        return RedisHeartbeats(cluster_redis(), settings.CACHE_KEY_PREFIX)
+        return RedisHeartbeats(sync_client("heartbeat"), settings.CACHE_KEY_PREFIX)
     return FileHeartbeats(Path(settings.VAR_DIR) / "run" / "heartbeats")
 
 

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from apps.cluster.jobs import _redis as cluster_redis  # the cluster chores' small bounded client
+from homepocket.redis_clients import sync_client
 from homepocket.process_loops import ProcessLoop
 from homepocket.tally import tallies_give_back, tallies_take
 
@@ -140,7 +140,7 @@ class DatabaseAggregates:
 
 def aggregates_store():
     if settings.REDIS_URL:
-        return RedisAggregates(cluster_redis(), settings.CACHE_KEY_PREFIX)
+        return RedisAggregates(sync_client("ops_aggregates"), settings.CACHE_KEY_PREFIX)
     return DatabaseAggregates()
 
 
