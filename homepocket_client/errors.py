@@ -128,6 +128,7 @@ ERROR_CLASSES: dict[str, type[HomePocketError]] = {
     "RETRY_LATER": ServiceUnavailable,
     "DATABASE_ERROR": ServiceUnavailable,
     "S3_ERROR": ServiceUnavailable,
+    "MAINTENANCE": ServiceUnavailable,
 }
 
 _STATUS_CLASSES: dict[int, type[HomePocketError]] = {

@@ -51,6 +51,7 @@ SERVER_CODES = [
     ("RETRY_LATER", 503, ServiceUnavailable),
     ("DATABASE_ERROR", 503, ServiceUnavailable),
     ("S3_ERROR", 503, ServiceUnavailable),
+    ("MAINTENANCE", 503, ServiceUnavailable),
 ]
 
 

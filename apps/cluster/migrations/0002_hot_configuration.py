@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 def the_one_row(apps, schema_editor):
     """The row operators edit; nodes read it at start (defaults: nothing changed)."""
-    apps.get_model("cluster", "RuntimeConfig").objects.get_or_create(id=1)
+    apps.get_model("cluster", "RuntimeConfig").objects.using(schema_editor.connection.alias).get_or_create(id=1)
 
 
 class Migration(migrations.Migration):

@@ -54,6 +54,7 @@ class _Memory:
         self.added.append(fields)
 
 
+@pytest.mark.django_db  # earlier tests may have tallied API-key requests: a flush writes their daily usage rows
 def test_a_flush_adds_what_requests_tallied_by_group_and_relay_deltas():
     flusher = Flusher(store=_Memory())
     flusher.flush()  # what earlier tests counted goes first
