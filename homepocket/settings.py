@@ -489,5 +489,8 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         "_granian": {"level": "WARNING"},
         "granian.access": {"level": "WARNING"},
+        # An INFO line per request made (the admin tools' and tests' clients): noise, and URLs.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }

@@ -36,6 +36,9 @@ def chromium(*, width: int = 1280, height: int = 900, timezone: str | None = Non
     for flag in [*FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    # A click that loads a page can return before the new page is there (seen on a busy machine):
+    # finding an element waits up to 5 s for it (a check that something is absent waits that long too).
+    driver.implicitly_wait(5)
     try:
         if timezone:
             driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": timezone})
