@@ -1,18 +1,27 @@
 """Real server processes for end-to-end tests, each on its own fresh database and free port.
 
-A LiveServer runs `manage.py migrate` on a database of its own (a new SQLite file, or a new
-PostgreSQL database in the distributed mode), then starts the real entry point
+A LiveServer gets a migrated database of its own (a new SQLite file, or a new PostgreSQL database
+in the distributed mode), then starts the real entry point
 (`python -m homepocket.server` or `manage.py serve`) as a child process with its output in a
 log file, and talks to it over a real socket. `server="uvicorn"` runs it under uvicorn instead of
 granian (ASGI_SERVER).
+
+Migrating costs seconds of CPU, and a suite starts a hundred servers: so `manage.py migrate` runs
+once per test process and configuration into a template (a var directory, with its SQLite file or
+beside a PostgreSQL database), and each server starts from a copy of it (`CREATE DATABASE ...
+TEMPLATE`, a file copy). A server that shares another's database (`peer_env`) migrates as before.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -73,16 +82,27 @@ class LiveServer:
             self._database_name = f"hp_e2e_{uuid.uuid4().hex[:12]}"
             env["DATABASE_URL"] = _with_database(os.environ["DATABASE_URL"], self._database_name)
         env.update(extra)
+        self._extra = dict(extra)
         return env
+
+    @property
+    def _owns_database(self) -> bool:
+        """A database of its own (not a peer's): it may start from a migrated template."""
+        if distributed():
+            return self._database_name is not None
+        return "HOMEPOCKET_VAR_DIR" not in self._extra and "DATABASE_URL" not in self._extra
 
     def start(self, *, migrate: bool = True, wait: bool = True, setup: list[list[str]] = ()) -> LiveServer:
         """Migrate, run the `setup` management commands (e.g. a policy change), then start."""
-        if self._database_name:
-            _admin_execute(f'CREATE DATABASE "{self._database_name}"')
-        if migrate:
-            subprocess.run(
-                [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=self.env, check=True
-            )
+        if migrate and self._owns_database:
+            _templates.copy_to(self)
+        else:
+            if self._database_name:
+                _admin_execute(f'CREATE DATABASE "{self._database_name}"')
+            if migrate:
+                subprocess.run(
+                    [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=self.env, check=True
+                )
         for command in setup:
             self.manage(*command)
         if self.command == "serve":
@@ -144,6 +164,62 @@ class LiveServer:
             _admin_execute(f'DROP DATABASE IF EXISTS "{self._database_name}" WITH (FORCE)')
             self._database_name = None
         return self.process.returncode if self.process else None
+
+
+class _Templates:
+    """Migrated templates of this test process, one per configuration (the extra environment)."""
+
+    # Per-server values that do not change what `migrate` writes.
+    IGNORED = frozenset({"HOMEPOCKET_VAR_DIR", "DATABASE_URL", "SIGNING_MASTER_KEY_FILE", "RATELIMIT_KEY_PREFIX", "SIGNER_SOCKETS"})
+
+    def __init__(self) -> None:
+        self._made: dict[tuple, tuple[Path, str | None]] = {}  # key -> (var directory, database)
+        self._lock = threading.Lock()
+        self._root: Path | None = None
+
+    def _key(self, server: LiveServer) -> tuple:
+        return tuple(sorted((k, v) for k, v in server._extra.items() if k not in self.IGNORED))
+
+    def _make(self, server: LiveServer) -> tuple[Path, str | None]:
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="hp-templates-"))
+            atexit.register(self.remove)
+        var = self._root / f"t{len(self._made)}" / "var"
+        var.mkdir(parents=True)
+        env = {**server.env, "HOMEPOCKET_VAR_DIR": str(var)}
+        database = None
+        if distributed():
+            database = f"hp_tpl_{uuid.uuid4().hex[:12]}"
+            _admin_execute(f'CREATE DATABASE "{database}"')
+            env["DATABASE_URL"] = _with_database(os.environ["DATABASE_URL"], database)
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
+        return var, database
+
+    def copy_to(self, server: LiveServer) -> None:
+        key = self._key(server)
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = self._make(server)
+            var, database = self._made[key]
+            # The var directory: the SQLite file and the local secrets made beside it (rows such as
+            # the audit chain's may depend on them).
+            shutil.copytree(var, Path(server.env["HOMEPOCKET_VAR_DIR"]), dirs_exist_ok=True)
+            if database:
+                _admin_execute(f'CREATE DATABASE "{server._database_name}" TEMPLATE "{database}"')
+
+    def remove(self) -> None:
+        for _, database in self._made.values():
+            if database:
+                try:
+                    _admin_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                except psycopg.Error:
+                    pass  # PostgreSQL already gone at exit: nothing to clean
+        self._made.clear()
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+
+_templates = _Templates()
 
 
 def _with_database(url: str, name: str) -> str:
