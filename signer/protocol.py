@@ -6,7 +6,8 @@ many requests be in flight on one connection and their answers come back in any 
 docs/signer-protocol.md shows example bytes; tests/test_protocol round-trips every message.
 
 Ops and their bodies:
-- PING   (1): empty. Answer OK: `u8 rng_ok | u32 pid`.
+- PING   (1): empty. Answer OK: `u8 rng_ok | u32 pid | u32 warm | u32 cool | u32 invalid` (the private
+  keys in its cache by state; a 5-byte answer without the counts is still understood).
 - CREATE (2): `key_id (16)`. Answer OK: `public_key (33) | blob wrapped_dek | blob wrapped_key | blob master_key_id`.
 - SIGN   (3): `key_id (16) | digest (32) | blob wrapped_dek | blob wrapped_key`.
   Answer OK: `signature r‖s (64) | u8 recovery_id | der (rest)`.
@@ -79,6 +80,8 @@ class PingResult:
     request_id: int
     rng_ok: bool
     pid: int
+    # Private keys held in the signer's cache, by state (signer/keycache.py): warm, cool, invalid.
+    key_cache: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,10 @@ def encode_response(response: Response) -> bytes:
         body = response.public_key + _blob(m.wrapped_dek) + _blob(m.wrapped_key) + _blob(response.master_key_id.encode())
         return _frame(response.request_id, Status.OK, body)
     if isinstance(response, PingResult):
-        return _frame(response.request_id, Status.OK, struct.pack(">BI", int(response.rng_ok), response.pid))
+        body = struct.pack(">BI", int(response.rng_ok), response.pid)
+        if response.key_cache is not None:
+            body += struct.pack(">III", *response.key_cache)
+        return _frame(response.request_id, Status.OK, body)
     if isinstance(response, ErrorResult):
         return _frame(response.request_id, response.status, response.reason.encode("ascii", "replace")[:200])
     raise TypeError(f"not a response: {response!r}")
@@ -196,10 +202,11 @@ def decode_response(request_id: int, status: int, body: bytes, op: Op) -> Respon
             raise ProtocolError("trailing bytes")
         return CreateResult(request_id, body[:PUBLIC_KEY_BYTES], WrappedKey(dek, key), master.decode())
     if op == Op.PING:
-        if len(body) != 5:
+        if len(body) not in (5, 17):
             raise ProtocolError("bad ping result")
-        rng_ok, pid = struct.unpack(">BI", body)
-        return PingResult(request_id, bool(rng_ok), pid)
+        rng_ok, pid = struct.unpack(">BI", body[:5])
+        key_cache = struct.unpack(">III", body[5:]) if len(body) == 17 else None
+        return PingResult(request_id, bool(rng_ok), pid, key_cache)
     raise ProtocolError(f"unknown op {op}")
 
 

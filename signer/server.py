@@ -141,7 +141,9 @@ class SignerProtocol(asyncio.Protocol):
             public_key, material, master_key_id = await self.engine.create(request.key_id)
             log.info("signer.key_created key_id=%s master_key_id=%s", request.key_id, master_key_id)
             return p.CreateResult(request.request_id, public_key, material, master_key_id)
-        return p.PingResult(request.request_id, rng_ok=True, pid=os.getpid())
+        keys = self.engine.state_counts()["key"]
+        counts = (keys.get("warm", 0), keys.get("cool", 0), keys.get("invalid", 0))
+        return p.PingResult(request.request_id, rng_ok=True, pid=os.getpid(), key_cache=counts)
 
 
 async def _housekeeping(engine: Engine) -> None:

@@ -46,6 +46,9 @@ class Heartbeat:
     sockets: int
     requests_per_second: float
     signer: str  # "up", "down (1 of 2)", "none"
+    # Private keys in the node's signers' caches by state ({"warm", "cool", "invalid"}), summed over
+    # the signers that answered; None when none did (or a beat from before the signers reported it).
+    key_cache: dict[str, int] | None = None
 
     @property
     def name(self) -> str:
@@ -64,6 +67,7 @@ class NodeSummary:
     sockets: int
     requests_per_second: float
     signer: str
+    key_cache: dict[str, int] | None = None
 
 
 def node_id() -> str:
@@ -162,17 +166,23 @@ def _relay_sockets() -> int:
     return int(_metric_total(relay_metrics.SOCKETS, "homepocket_relay_sockets"))
 
 
-async def _signer_state() -> str:
+KEY_CACHE_STATES = ("warm", "cool", "invalid")
+
+
+async def _signer_state() -> tuple[str, dict[str, int] | None]:
+    """The signers' state ("up", "down (1 of 2)", "none") and their key-cache states, summed."""
     if not settings.SIGNER_SOCKETS:
-        return "none"
+        return "none", None
     from apps.signing.client import signer_client
 
     try:
-        answers = await signer_client().ping_all()
+        answers = await signer_client().status_all()
     except Exception:
-        return "down"
-    down = sum(not ok for ok in answers.values())
-    return "up" if not down else f"down ({down} of {len(answers)})"
+        return "down", None
+    down = sum(answer is None or not answer.rng_ok for answer in answers.values())
+    counts = [answer.key_cache for answer in answers.values() if answer is not None and answer.key_cache is not None]
+    key_cache = {state: sum(c[i] for c in counts) for i, state in enumerate(KEY_CACHE_STATES)} if counts else None
+    return ("up" if not down else f"down ({down} of {len(answers)})"), key_cache
 
 
 class HeartbeatWriter:
@@ -200,11 +210,12 @@ class HeartbeatWriter:
         last_mono, last_requests = self._last
         self._last = (now_mono, requests)
         rate = (requests - last_requests) / (now_mono - last_mono) if now_mono > last_mono else 0.0
+        signer, key_cache = await _signer_state()
         now = time.time()
         beat = Heartbeat(
             node=self.node, pid=self.pid, version=settings.HOMEPOCKET_VERSION, started_at=self.started_at,
             seen_at=now, expires_at=now + settings.HEARTBEAT_TTL_SECONDS, sockets=_relay_sockets(),
-            requests_per_second=round(rate, 2), signer=await _signer_state(),
+            requests_per_second=round(rate, 2), signer=signer, key_cache=key_cache,
         )  # fmt: skip
         await sync_to_async(self._write, thread_sensitive=False)(beat)
         return beat
@@ -259,5 +270,7 @@ def nodes_live(*, now: float | None = None) -> list[NodeSummary]:
             sockets=sum(beat.sockets for beat in group),
             requests_per_second=round(sum(beat.requests_per_second for beat in group), 2),
             signer=signers.pop() if len(signers) == 1 else "mixed: " + ", ".join(sorted(signers)),
+            # Every process of a node asks the same signers: the newest report, not a sum.
+            key_cache=max(group, key=lambda beat: beat.seen_at).key_cache,
         ))  # fmt: skip
     return nodes

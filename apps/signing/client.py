@@ -206,17 +206,22 @@ class SignerClient:
 
     async def ping_all(self) -> dict[str, bool]:
         """Each signer's answer to PING: True when it answered and its RNG check passed."""
+        answers = await self.status_all()
+        return {path: answer is not None and answer.rng_ok for path, answer in answers.items()}
 
-        async def ping(node: SignerNode) -> bool:
+    async def status_all(self) -> dict[str, p.PingResult | None]:
+        """Each signer's PING answer (its RNG check and key-cache states), None when it did not answer."""
+
+        async def ping(node: SignerNode) -> p.PingResult | None:
             try:
                 conn = await node.connection()
                 result = await asyncio.wait_for(conn.send(lambda rid: p.PingRequest(rid), p.Op.PING), self.timeout)
             except (SignerUnavailable, TimeoutError):
-                return False
-            return isinstance(result, p.PingResult) and result.rng_ok
+                return None
+            return result if isinstance(result, p.PingResult) else None
 
         answers = await asyncio.gather(*(ping(node) for node in self.nodes))
-        return {node.path: ok for node, ok in zip(self.nodes, answers)}
+        return {node.path: answer for node, answer in zip(self.nodes, answers)}
 
     def close(self) -> None:
         for node in self.nodes:

@@ -36,6 +36,7 @@ def test_every_request_round_trips(request_):
     ("response", "op"),
     [
         (p.PingResult(7, True, 4242), p.Op.PING),
+        (p.PingResult(7, True, 4242, (3, 1, 0)), p.Op.PING),
         (p.CreateResult(8, b"\x02" + bytes(32), MATERIAL, "mk-abc"), p.Op.CREATE),
         (p.SignResult(9, bytes(64), 1, b"\x30\x06\x02\x01\x01\x02\x01\x01"), p.Op.SIGN),
         (p.ErrorResult(10, p.Status.UNLOCK_REQUIRED, "unlocking"), p.Op.SIGN),
@@ -58,6 +59,17 @@ def test_the_reader_splits_frames_however_the_bytes_arrive():
 def test_the_ping_frame_matches_the_documented_bytes():
     # docs/signer-protocol.md shows these bytes.
     assert p.encode_request(p.PingRequest(1)).hex(" ") == "00 00 00 05 00 00 00 01 01"
+
+
+def test_the_ping_answer_matches_the_documented_bytes():
+    # docs/signer-protocol.md shows these bytes: pid 4242, key cache 3 warm, 1 cool, 0 invalid.
+    frame = p.encode_response(p.PingResult(1, True, 4242, (3, 1, 0)))
+    assert frame.hex(" ") == "00 00 00 16 00 00 00 01 00 01 00 00 10 92 00 00 00 03 00 00 00 01 00 00 00 00"
+
+
+def test_a_ping_answer_without_key_cache_counts_is_still_understood():
+    (frame,) = p.FrameReader().feed(p.encode_response(p.PingResult(1, True, 4242)))
+    assert p.decode_response(*frame, p.Op.PING) == p.PingResult(1, True, 4242, None)
 
 
 def test_it_refuses_a_frame_longer_than_the_maximum():

@@ -68,6 +68,14 @@ def test_the_signer_answers_many_requests_in_flight_on_one_connection(signer_soc
             assert PublicKey.from_signature_and_message(recoverable, digest, hasher=None) == public_key
 
 
+def test_ping_reports_the_private_keys_in_the_cache_by_state(signer_socket):
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(signer_socket))
+        assert _exchange(sock, [p.PingRequest(1)])[1].key_cache == (0, 0, 0)
+        _exchange(sock, [p.CreateRequest(2, uuid.uuid4()), p.CreateRequest(3, uuid.uuid4())])
+        assert _exchange(sock, [p.PingRequest(4)])[4].key_cache == (2, 0, 0)  # a created key is cached WARM
+
+
 def test_the_socket_is_private_to_its_owner(signer_socket):
     assert signer_socket.stat().st_mode & 0o077 == 0
 

@@ -13,10 +13,10 @@ from apps.cluster import heartbeat
 from apps.cluster.heartbeat import FileHeartbeats, Heartbeat, HeartbeatWriter, RedisHeartbeats, nodes_live
 
 
-def _beat(node: str, pid: int, *, seen: float, ttl: float = 30.0, sockets: int = 0, rps: float = 0.0) -> Heartbeat:
+def _beat(node: str, pid: int, *, seen: float, ttl: float = 30.0, sockets: int = 0, rps: float = 0.0, key_cache=None) -> Heartbeat:
     return Heartbeat(
         node=node, pid=pid, version="1.0.0", started_at=seen - 60, seen_at=seen, expires_at=seen + ttl,
-        sockets=sockets, requests_per_second=rps, signer="up",
+        sockets=sockets, requests_per_second=rps, signer="up", key_cache=key_cache,
     )  # fmt: skip
 
 
@@ -70,6 +70,16 @@ def test_nodes_sum_their_processes(store, settings):
         ("node-a", 2, 5, 3.5),
         ("node-b", 1, 1, 0.5),
     ]
+
+
+def test_a_node_shows_its_signers_key_cache_from_its_newest_beat_not_a_sum_of_its_processes(store):
+    # Both processes of node-a ask the same signers: adding their reports would count keys twice.
+    now = time.time()
+    store.write(_beat("node-a", 1, seen=now - 2, key_cache={"warm": 1, "cool": 0, "invalid": 0}))
+    store.write(_beat("node-a", 2, seen=now, key_cache={"warm": 4, "cool": 1, "invalid": 0}))
+    store.write(_beat("node-b", 3, seen=now))  # a beat without a report (signers down, or none)
+    by_node = {n.node: n.key_cache for n in nodes_live(now=now)}
+    assert by_node == {"node-a": {"warm": 4, "cool": 1, "invalid": 0}, "node-b": None}
 
 
 def test_a_writer_reports_this_process_and_removes_itself(store, settings):
