@@ -150,16 +150,40 @@ def share_delivery_panel() -> dict:
 
 
 def backups_panel(*, now: float) -> dict:
-    """Server backups from the repository's snapshot files (a snapshot's file is written when it completes)."""
+    """Server backups: the repository's completed snapshots, each schedule's last success and next
+    run, and the open alerts (backups app's tables; a snapshot's file is written when it completes)."""
+    from apps.backups.engine.models import BackupAlert, BackupSchedule
+    from apps.backups.engine.scheduling import schedule_next_run
+
     snapshots = Path(settings.BACKUP_REPOSITORY_DIR) / "snapshots"
     finished = sorted((p.stat().st_mtime for p in snapshots.glob("*.snap")), reverse=True) if snapshots.is_dir() else []
     last = finished[0] if finished else None
+    at_now = _at(now)
+    schedules = []
+    for schedule in BackupSchedule.objects.order_by("name"):
+        success = schedule.last_success_at
+        next_run = schedule_next_run(schedule, now=at_now) if schedule.enabled else None
+        schedules.append({
+            "name": schedule.name, "type": schedule.get_backup_type_display(), "crontab": schedule.crontab,
+            "enabled": schedule.enabled, "url": reverse("admin:backups_backupschedule_change", args=[schedule.pk]),
+            "last_success_at": success, "last_success_age": _age((at_now - success).total_seconds()) if success else None,
+            "next_run": next_run, "overdue": bool(next_run and next_run < at_now),
+        })  # fmt: skip
+    open_alerts = BackupAlert.objects.filter(resolved_at__isnull=True)
     return {
         "repository": str(settings.BACKUP_REPOSITORY_DIR),
         "snapshots": len(finished),
         "last_success_at": _at(last) if last else None,
         "last_success_age": _age(now - last) if last else None,
         "in_last_day": sum(1 for at in finished if now - at < 86400),
+        "schedules": schedules,
+        "alerts_open": open_alerts.count(),
+        "alerts": [
+            {"kind": alert.kind, "message": alert.message, "created_at": alert.created_at,
+             "url": reverse("admin:backups_backupalert_change", args=[alert.pk])}
+            for alert in open_alerts.order_by("-created_at")[:10]
+        ],  # fmt: skip
+        "alerts_url": reverse("admin:backups_backupalert_changelist") + "?resolved_at__isempty=1",
     }
 
 

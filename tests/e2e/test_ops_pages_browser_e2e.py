@@ -1,7 +1,8 @@
 """The operator dashboard and the account page in a real browser (headless Debian Chromium + Selenium).
 
 One server; the test makes every kind of data the panels show through the real API (a pairing,
-relay frames, signatures, a failed share delivery, a backup, a key at 85 % of its daily quota),
+relay frames, signatures, a failed share delivery, a scheduled backup and a missed one, a key at
+85 % of its daily quota),
 then an operator reads /ops/ and follows a failed delivery to the admin, and the key's holder
 reads /account/ and rotates the key. Screenshots of each page go to var/screenshots/ (the README
 shows a committed set from docs/screenshots/).
@@ -101,7 +102,20 @@ def served(tmp_path_factory):
         delivery.deposit(alice, backup_id=backup_id, recipient_device_id=bob.device_id, share=os.urandom(64))
         for _ in range(5):  # five failed tries: FAILED
             delivery.report_failure(bob, delivery.request(bob, backup_id=backup_id).delivery_id)
-    server.manage("backup", "run")
+    # A backup schedule run the way beat runs it, and one that has missed its run: a real
+    # BACKUP_DELAYED alert from the delay check (its Celery task's body, called here).
+    server.manage("shell", "-c", "; ".join([
+        "from datetime import timedelta",
+        "from django.utils import timezone",
+        "from apps.backups.engine.models import BackupSchedule",
+        "from apps.backups.engine.scheduling import backup_delays_check, backup_schedule_save",
+        "from apps.backups.engine.tasks import backup_scheduled_run_task",
+        "hourly = backup_schedule_save(schedule=BackupSchedule(name='database-hourly', backup_type='database', crontab='0 * * * *'))",
+        "assert backup_scheduled_run_task(hourly.pk) == 'succeeded'",
+        "late = backup_schedule_save(schedule=BackupSchedule(name='objects-nightly', backup_type='objects', crontab='30 2 * * *'))",
+        "BackupSchedule.objects.filter(pk=late.pk).update(created_at=timezone.now() - timedelta(days=2))",
+        "assert backup_delays_check()",
+    ]))  # fmt: skip
     yield server, api_key, other_key, alice.book_id
     server.stop()
 
@@ -123,6 +137,12 @@ def test_an_operator_sees_every_panel_with_the_tests_data_and_follows_a_failed_d
         assert _text(driver, "#signing-p99").endswith("ms")
         assert "failed 1" in _text(driver, "#delivery-states").lower()
         assert "ago" in _text(driver, "#backup-age")
+        hourly = _text(driver, 'tr[data-schedule="database-hourly"]')
+        assert "ago" in hourly and "overdue" not in hourly  # its last success, and its next run
+        assert "overdue" in _text(driver, 'tr[data-schedule="objects-nightly"]')
+        assert _text(driver, "#backup-alerts-open") == "1" and "BACKUP_DELAYED" in _text(driver, "#backup-alerts")
+        # The signers' key cache, through the heartbeats: the key the test signed with is cached.
+        assert re.search(r"warm\s+[1-9]\d* keys?", _text(driver, "#key-cache"))
         assert int(_text(driver, "#quota-subjects")) >= 1
         assert "api_key.day" in _text(driver, "#quota-policies")
         assert int(_text(driver, "#audit-day")) > 0

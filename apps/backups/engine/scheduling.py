@@ -111,6 +111,12 @@ def schedule_due_since(schedule: BackupSchedule, *, now: datetime) -> datetime |
     return now + remaining if remaining.total_seconds() <= 0 else None
 
 
+def schedule_next_run(schedule: BackupSchedule, *, now: datetime) -> datetime:
+    """When the schedule runs next: the missed run's due time if one is overdue, else the next after now."""
+    overdue = schedule_due_since(schedule, now=now)
+    return overdue or now + _crontab(schedule, now=now).remaining_estimate(now)
+
+
 def backup_delays_check(*, now: datetime | None = None) -> list[BackupAlert]:
     """BACKUP_DELAYED for every enabled schedule whose due run is later than the grace; one alert per missed run."""
     now = now or timezone.now()

@@ -61,7 +61,8 @@ def test_every_panel_shows_on_an_empty_service(staff_client, isolated_store):
         assert f'id="{panel}"' in page
     assert "No request in the last hour." in page
     assert "No backup has completed" in page
-    assert "not built yet" in page  # backup schedules and alerts: said plainly
+    assert "No backup schedule" in page and "No open alert." in page  # said plainly
+    assert "The signers do not report" in page  # no heartbeat carries key-cache states
     assert '<meta http-equiv="refresh" content="10">' in page
 
 
@@ -75,3 +76,52 @@ def test_traffic_shows_per_group_with_percentiles_and_labelled_bars(staff_client
     assert "10.0 %" in page  # one 5xx in ten
     assert 'id="chart-requests-hour"' in page and 'id="chart-requests-day"' in page
     assert 'class="value"' in page and "data-time=" in page  # every bar carries its value and its time
+
+
+def test_the_backups_panel_shows_each_schedule_with_its_last_success_and_next_run_and_the_open_alerts(staff_client, isolated_store):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.backups.engine.models import AlertKind, BackupAlert, BackupSchedule
+    from apps.backups.engine.scheduling import backup_schedule_save
+
+    now = timezone.now()
+    hourly = backup_schedule_save(schedule=BackupSchedule(name="db-hourly", backup_type="database", crontab="0 * * * *"))
+    BackupSchedule.objects.filter(pk=hourly.pk).update(last_started_at=now - timedelta(minutes=5), last_success_at=now - timedelta(minutes=4))
+    # Created two days ago and never run: its daily run is overdue.
+    late = backup_schedule_save(schedule=BackupSchedule(name="objects-daily", backup_type="objects", crontab="30 2 * * *"))
+    BackupSchedule.objects.filter(pk=late.pk).update(created_at=now - timedelta(days=2))
+    BackupAlert.objects.create(kind=AlertKind.BACKUP_DELAYED, schedule=late, message="schedule objects-daily: the run due has not started")
+    BackupAlert.objects.create(kind=AlertKind.BACKUP_FAILED, message="an old failure", resolved_at=now)
+
+    page = staff_client.get("/ops/").content.decode()
+    hourly_row = page[page.index('data-schedule="db-hourly"'):page.index('data-schedule="objects-daily"')]
+    assert "4 min ago" in hourly_row and "never" not in hourly_row and "overdue" not in hourly_row
+    next_hour = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    assert f'datetime="{next_hour.isoformat()}"' in hourly_row  # the next run: the top of the next hour
+    late_row = page[page.index('data-schedule="objects-daily"'):]
+    assert "never" in late_row and "overdue" in late_row
+    assert '<b id="backup-alerts-open">1</b>' in page  # the resolved one is not open
+    assert "BACKUP_DELAYED" in page and "an old failure" not in page
+    assert "/admin/backups/backupalert/" in page and "/admin/backups/backupschedule/" in page
+
+
+def test_the_signing_panel_shows_the_key_cache_states_the_heartbeats_carry(staff_client, isolated_store, settings, tmp_path):
+    import time
+
+    from apps.cluster.heartbeat import Heartbeat, heartbeat_store
+
+    if not settings.REDIS_URL:
+        settings.VAR_DIR = tmp_path
+    now = time.time()
+    for node, warm in (("node-a", 3), ("node-b", 2)):
+        heartbeat_store().write(Heartbeat(
+            node=node, pid=1, version="1", started_at=now, seen_at=now, expires_at=now + 30, sockets=0,
+            requests_per_second=0, signer="up", key_cache={"warm": warm, "cool": 1, "invalid": 0},
+        ))  # fmt: skip
+    page = staff_client.get("/ops/").content.decode()
+    table = page[page.index('id="key-cache"'):]
+    table = table[: table.index("</table>")]
+    assert "<th>warm</th><td class=\"num\">5 keys</td>" in table  # summed over the nodes
+    assert "<th>cool</th><td class=\"num\">2 keys</td>" in table
