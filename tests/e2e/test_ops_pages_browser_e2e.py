@@ -55,6 +55,8 @@ def _log_in(driver, server: LiveServer, path: str, username: str) -> None:
     driver.find_element(By.NAME, "username").send_keys(username)
     driver.find_element(By.NAME, "password").send_keys(STAFF_PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # The click returns before the POST's answer has loaded: a `get` now could be overtaken by it.
+    _wait_for(lambda: "/login/" not in driver.current_url, "the sign-in to land")
 
 
 def _daily_used(http: HomePocketClient, api_key: str) -> int:

@@ -78,6 +78,9 @@ class LiveServer:
         # Its own rate-limit counts: every server of a run shares one Redis, and all of them count
         # the same client address (127.0.0.1) for per-address policies.
         env["RATELIMIT_KEY_PREFIX"] = f"{os.environ.get('CACHE_KEY_PREFIX', 'hp')}:rl-{uuid.uuid4().hex[:8]}"
+        # Its own Redis names too (heartbeats, cache, broadcast, channel layer): a node another test
+        # killed stays on the cluster page until its heartbeat's TTL, and must not show on this one's.
+        env["CACHE_KEY_PREFIX"] = f"{os.environ.get('CACHE_KEY_PREFIX', 'hp')}:srv-{uuid.uuid4().hex[:8]}"
         if distributed() and "DATABASE_URL" not in extra:
             self._database_name = f"hp_e2e_{uuid.uuid4().hex[:12]}"
             env["DATABASE_URL"] = _with_database(os.environ["DATABASE_URL"], self._database_name)
@@ -120,7 +123,7 @@ class LiveServer:
 
     def peer_env(self) -> dict[str, str]:
         """What a second node of this server's cluster shares with it: data, secrets, rate-limit counts."""
-        shared = ("HOMEPOCKET_VAR_DIR", "DATABASE_URL", "SIGNING_MASTER_KEY_FILE", "RATELIMIT_KEY_PREFIX")
+        shared = ("HOMEPOCKET_VAR_DIR", "DATABASE_URL", "SIGNING_MASTER_KEY_FILE", "RATELIMIT_KEY_PREFIX", "CACHE_KEY_PREFIX")
         return {name: self.env[name] for name in shared if name in self.env}
 
     def manage(self, *args: str) -> str:
@@ -170,7 +173,7 @@ class _Templates:
     """Migrated templates of this test process, one per configuration (the extra environment)."""
 
     # Per-server values that do not change what `migrate` writes.
-    IGNORED = frozenset({"HOMEPOCKET_VAR_DIR", "DATABASE_URL", "SIGNING_MASTER_KEY_FILE", "RATELIMIT_KEY_PREFIX", "SIGNER_SOCKETS"})
+    IGNORED = frozenset({"HOMEPOCKET_VAR_DIR", "DATABASE_URL", "SIGNING_MASTER_KEY_FILE", "RATELIMIT_KEY_PREFIX", "CACHE_KEY_PREFIX", "SIGNER_SOCKETS"})
 
     def __init__(self) -> None:
         self._made: dict[tuple, tuple[Path, str | None]] = {}  # key -> (var directory, database)
