@@ -15,18 +15,15 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 site_http = get_asgi_application()  # sets Django up before anything imports models
 
-from asgiref.sync import sync_to_async  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
-from apps.cluster.heartbeat import heartbeat_start  # noqa: E402
-from apps.ops.aggregates import aggregates_start  # noqa: E402
 from apps.photos.object_urls import ObjectURLs  # noqa: E402
 from homepocket.body_limit import BodyLimitMiddleware  # noqa: E402
 from homepocket.routing import websocket_urlpatterns  # noqa: E402
-from homepocket.shutdown import run_shutdown_hooks  # noqa: E402
+from homepocket.lifespan import lifespan  # noqa: E402
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -69,22 +66,10 @@ async def http_by_path(scope, receive, send):
 
 http_app = ASGIStaticFilesHandler(http_by_path) if settings.SERVE_STATIC else http_by_path
 
-async def lifespan(scope, receive, send):
-    """Start this process's heartbeat and aggregates flusher; at shutdown, run the apps' hooks (homepocket.shutdown)."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            heartbeat_start()  # this process on the cluster page (apps/cluster/heartbeat.py)
-            aggregates_start()  # its counters into the dashboard's 1-minute aggregates (apps/ops)
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await sync_to_async(run_shutdown_hooks, thread_sensitive=False)()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
 
 application = ProtocolTypeRouter(
     {
+        # Start and stop order of the process's parts: homepocket/lifespan.py (docs/cluster.md).
         "lifespan": lifespan,
         # Photo objects (embedded mode) stream up to 10 MiB past the 1 MiB API body cap, with
         # their own cap, signature and size checks (apps/photos/object_urls.py).

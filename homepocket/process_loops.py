@@ -38,5 +38,6 @@ class ProcessLoop:
                 task.get_loop().call_soon_threadsafe(task.cancel)
             except RuntimeError:
                 pass  # the event loop is closed already (interpreter exit): nothing runs the task
-        if self._at_stop is not None:
-            self._at_stop()
+        at_stop, self._at_stop = self._at_stop, None  # once per start: the lifespan, then atexit
+        if at_stop is not None:
+            at_stop()

@@ -145,6 +145,18 @@ def sync_client(name: str):
     return client
 
 
+def sync_clients_close() -> None:
+    """Close this process's pooled clients (the lifespan's shutdown); a later use makes new ones."""
+    with _sync_lock:
+        clients = [client for key, client in _sync_clients.items() if key[-1] == os.getpid()]
+        _sync_clients.clear()
+    for client in clients:
+        try:
+            client.connection_pool.disconnect()
+        except Exception:  # a connection already broken: nothing to close
+            pass
+
+
 def async_client(name: str, *, socket_timeout: float | None = -1.0):
     """A new asyncio client of a declared user; the caller owns it (one per event loop) and closes it.
 

@@ -252,6 +252,11 @@ def heartbeat_start() -> None:
     _loop.start(writer.run, at_stop=writer.remove)
 
 
+def heartbeat_stop() -> None:
+    """No more beats, and the heartbeat removed (the lifespan's shutdown, homepocket/lifespan.py)."""
+    _loop.stop()
+
+
 # --- the cluster page -------------------------------------------------------------------------
 
 

@@ -198,3 +198,8 @@ def aggregates_start() -> None:
     flusher = Flusher()
     # At a clean stop: the counts since the last flush are added, not lost.
     _loop.start(flusher.run, at_stop=flusher.flush_last)
+
+
+def aggregates_stop() -> None:
+    """End the flusher with its last flush (the lifespan's shutdown, homepocket/lifespan.py)."""
+    _loop.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -33,8 +34,25 @@ def test_sigterm_drains_health_first_while_requests_are_still_served(tmp_path, a
         with HomePocketClient(server.url) as api:
             assert api.create_book(DeviceIdentity.new("late")).created is True
         assert server.process.wait(30) == 0
+        # The lifespan's parts (homepocket/lifespan.py, docs/cluster.md): in order, then in reverse.
+        steps = [(r["event"], r["part"], r["outcome"]) for r in _log_records(server) if r.get("event") in ("lifespan_start", "lifespan_stop")]
+        assert steps == [("lifespan_start", part, "ok") for part in STARTED] + [("lifespan_stop", part, "ok") for part in reversed(ORDER)]
     finally:
         server.stop()
+
+
+ORDER = ["database", "redis", "buffers", "channel_layer", "signer_pool", "aggregates", "heartbeat"]
+STARTED = [part for part in ORDER if part != "buffers"]  # the buffers have nothing to start
+
+
+def _log_records(server: LiveServer) -> list[dict]:
+    records = []
+    for line in server.log_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a line of the ASGI server's own
+    return records
 
 
 @both_servers
