@@ -179,38 +179,31 @@ steps: list[tuple[str, str, str]] = []
 START_TIMEOUT_SECONDS = 10.0  # one part's start; past it the process starts without it
 
 
-async def lifespan_start(parts: tuple[Part, ...] = PARTS) -> None:
-    for part in parts:
-        if part.start is None:
+DONE = {"start": "lifespan part started", "stop": "lifespan part stopped"}
+
+
+async def _run(action: str, steps_of: list[tuple[str, Step | None]], failed_message: str) -> None:
+    for name, step in steps_of:
+        if step is None:
             continue
         try:
-            await asyncio.wait_for(part.start(), START_TIMEOUT_SECONDS)
+            await (asyncio.wait_for(step(), START_TIMEOUT_SECONDS) if action == "start" else step())
         except Exception as exc:
-            steps.append(("start", part.name, "failed"))
-            logger.warning(
-                "lifespan part did not start; the process starts without it",
-                extra={"event": "lifespan_start", "part": part.name, "outcome": "failed", "error": type(exc).__name__},
-            )
+            steps.append((action, name, "failed"))
+            logger.warning(failed_message, extra={"event": f"lifespan_{action}", "part": name, "outcome": "failed", "error": type(exc).__name__})
             continue
-        steps.append(("start", part.name, "ok"))
-        logger.info("lifespan part started", extra={"event": "lifespan_start", "part": part.name, "outcome": "ok"})
+        steps.append((action, name, "ok"))
+        logger.info(DONE[action], extra={"event": f"lifespan_{action}", "part": name, "outcome": "ok"})
+
+
+async def lifespan_start(parts: tuple[Part, ...] = PARTS) -> None:
+    """Start each part in order; one that fails (or takes over START_TIMEOUT_SECONDS) is skipped."""
+    await _run("start", [(part.name, part.start) for part in parts], "lifespan part did not start; the process starts without it")
 
 
 async def lifespan_stop(parts: tuple[Part, ...] = PARTS) -> None:
-    for part in reversed(parts):
-        if part.stop is None:
-            continue
-        try:
-            await part.stop()
-        except Exception as exc:
-            steps.append(("stop", part.name, "failed"))
-            logger.warning(
-                "lifespan part did not stop cleanly",
-                extra={"event": "lifespan_stop", "part": part.name, "outcome": "failed", "error": type(exc).__name__},
-            )
-            continue
-        steps.append(("stop", part.name, "ok"))
-        logger.info("lifespan part stopped", extra={"event": "lifespan_stop", "part": part.name, "outcome": "ok"})
+    """Stop each part in reverse order; one that fails is logged and the next still stops."""
+    await _run("stop", [(part.name, part.stop) for part in reversed(parts)], "lifespan part did not stop cleanly")
 
 
 async def lifespan(scope, receive, send):
