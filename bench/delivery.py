@@ -12,13 +12,16 @@
 
    The server runs each route given by --routes: `lean` (DELIVERY_LEAN_ROUTE=1, the ASGI route
    before Django, apps/backups/delivery/fast_route.py) and `django` (DELIVERY_LEAN_ROUTE=0).
+   With --rate R the load is an open loop instead: each connection sends on a fixed schedule
+   (R/connections requests/s), latency counted from the scheduled send time, as wrk2 does, so
+   a server that falls behind shows it in the latency, not in a lower request rate.
    The device's `backup.request` quota (120 per 10 minutes by default) is raised to 10^9, so
    requests are still counted against it (leased blocks) but none is refused.
 
 Run it with `nice -n -10` (the server, its signer and the generator inherit the priority); the
 load average before and after is in the report.
 
-Usage: .venv/bin/python bench/delivery.py [--connections 100] [--duration 20] [--workers 1]
+Usage: .venv/bin/python bench/delivery.py [--connections 100] [--duration 20] [--workers 1] [--rate 1000]
            [--routes lean,django] [--share-bytes 4096] [--json var/bench/delivery.json]
 """
 
@@ -76,7 +79,7 @@ def ecies_speed(share_bytes: int, iterations: int) -> dict:
     return {"share_bytes": share_bytes, "iterations": iterations, "encrypt": _quantiles(encrypt), "decrypt": _quantiles(decrypt)}
 
 
-class ClosedLoop:
+class LoadGenerator:
     def __init__(self, port: int, token: str, backup_id: uuid.UUID):
         self.port = port
         self.head = (b"POST /api/v1/backup/delivery/request HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -94,12 +97,24 @@ class ClosedLoop:
                            "nonce": f"bench-{os.getpid()}-{self.counter:012d}"}).encode()  # fmt: skip
         return self.head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
 
-    async def connection(self, end: float) -> None:
+    async def connection(self, end: float, interval: float | None = None, offset: float = 0.0) -> None:
+        """Closed loop (interval None): the next request as soon as the answer is in. Open loop: one
+        request every `interval` s on a fixed schedule; latency counts from the scheduled time, so a
+        request that waited for the connection (the previous answer was late) counts that wait too
+        (no coordinated omission)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         loop = asyncio.get_running_loop()
+        scheduled = loop.time() + offset
         try:
             while loop.time() < end:
-                started = loop.time()
+                if interval is not None:
+                    if scheduled > loop.time():
+                        await asyncio.sleep(scheduled - loop.time())
+                    if scheduled >= end:
+                        break
+                    started, scheduled = scheduled, scheduled + interval
+                else:
+                    started = loop.time()
                 writer.write(self.request())
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head[9:12])
@@ -112,10 +127,11 @@ class ClosedLoop:
         finally:
             writer.close()
 
-    async def run(self, connections: int, seconds: float) -> dict:
+    async def run(self, connections: int, seconds: float, rate: float | None = None) -> dict:
         loop = asyncio.get_running_loop()
         start = loop.time()
         end = start + seconds
+        interval = connections / rate if rate else None
 
         async def report():
             while True:
@@ -123,7 +139,7 @@ class ClosedLoop:
                 progress(f"  {loop.time() - start:5.0f}s: {len(self.latencies)} answered")
 
         reporter = asyncio.create_task(report())
-        await asyncio.gather(*(self.connection(end) for _ in range(connections)))
+        await asyncio.gather(*(self.connection(end, interval, (interval or 0) * i / connections) for i in range(connections)))
         reporter.cancel()
         elapsed = loop.time() - start
         lat = sorted(self.latencies)
@@ -133,7 +149,7 @@ class ClosedLoop:
             return round(lat[min(answered - 1, int(answered * f))] * 1000, 2) if answered else None
 
         errors = sum(c for s, c in self.statuses.items() if s != 200) + self.failures
-        return {"connections": connections, "seconds": round(elapsed, 1), "answered": answered,
+        return {"connections": connections, "offered_per_s": rate, "seconds": round(elapsed, 1), "answered": answered,
                 "per_s": round(answered / elapsed, 1), "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99),
                 "max_ms": q(1.0), "errors": errors, "statuses": self.statuses}  # fmt: skip
 
@@ -160,7 +176,7 @@ def request_load(args, workdir: Path, route: str) -> dict:
         progress(f"request endpoint ({route} route): {args.connections} connections for {args.duration}s against {server.url}")
         token = bob.book_token(lifetime_seconds=3600)
         before = load_average()
-        result = uvloop.run(ClosedLoop(server.port, token, backup_id).run(args.connections, args.duration))
+        result = uvloop.run(LoadGenerator(server.port, token, backup_id).run(args.connections, args.duration, args.rate))
         result["load_average_before"], result["load_average_after"] = before, load_average()
         result["mode"] = "distributed (PostgreSQL)" if os.environ.get("DATABASE_URL") else "embedded (SQLite)"
         result["route"], result["workers"] = route, args.workers
@@ -174,6 +190,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rate", type=float, help="open loop: offer this many requests/s in all (on a fixed schedule) instead of a closed loop")
     parser.add_argument("--routes", default="lean,django", help="comma-separated: lean, django")
     parser.add_argument("--share-bytes", type=int, default=4096)
     parser.add_argument("--ecies-iterations", type=int, default=20000, help="0: skip the ECIES measurement")
