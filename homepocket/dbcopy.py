@@ -196,7 +196,7 @@ class DatabaseCopy:
                     f"UPDATE {PROGRESS_TABLE} SET last_pk = %s, copied = %s WHERE table_name = %s",
                     [json.dumps(last), copied, table],
                 )
-            self.progress(f"{table}: {copied}/{total} rows {_bar(copied, total)}")
+            self.progress(f"{table}: {copied}/{total} rows {progress_bar(copied, total)}")
         with target.cursor() as cursor:
             cursor.execute(f"UPDATE {PROGRESS_TABLE} SET done = true WHERE table_name = %s", [table])
         if copied == 0:
@@ -242,7 +242,7 @@ def canonical_pk(value):
     return value
 
 
-def _bar(done: int, total: int, width: int = 24) -> str:
+def progress_bar(done: int, total: int, width: int = 24) -> str:
     if not total:
         return ""
     filled = min(width, width * done // total)

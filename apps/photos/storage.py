@@ -12,6 +12,10 @@ django-storages/boto3; otherwise the local directory OBJECTS_DIR of the embedded
 
 Every failure to reach the store is `StorageUnavailable`, which the API renders as S3_ERROR 503
 with Retry-After: callers never see a botocore exception.
+
+`manage.py migrate_to_postgres --objects` (apps/photos/objectcopy.py) reads the local directory
+while S3 is configured: `local_object_keys` / `local_object_read` read it whatever the mode, and
+`s3_object_put` / `s3_bucket_exists` are its only writes and checks on the S3 side.
 """
 
 from __future__ import annotations
@@ -159,6 +163,60 @@ def object_read(key: str) -> bytes:
     if s3_enabled():
         return _s3_call(lambda c: c.get_object(Bucket=settings.S3_BUCKET, Key=key)["Body"].read())
     return _local_path(key).read_bytes()
+
+
+# --- the embedded directory whatever the mode, and S3 writes (migrate_to_postgres --objects) ---
+
+
+def local_object_keys() -> list[str]:
+    """Every photo object key in the local directory, sorted, whether or not S3 is configured.
+
+    Only names are listed (no stat): an entry that cannot be read must fail its copy, not vanish
+    from the list. Temporary `*.part` files of unfinished uploads are not objects.
+    """
+    root = _objects_root()
+    keys = []
+    for dirpath, dirnames, filenames in os.walk(root / KEY_PREFIX):
+        dirnames.sort()
+        for name in filenames:
+            key = (Path(dirpath) / name).relative_to(root).as_posix()
+            if key_valid(key):
+                keys.append(key)
+    return sorted(keys)
+
+
+def local_object_read(key: str) -> bytes:
+    """The local object's bytes whatever the mode; OSError when the file cannot be read."""
+    return _local_path(key).read_bytes()
+
+
+def local_object_path(key: str) -> Path:
+    """Where the local object lives (for messages to the operator)."""
+    return _local_path(key)
+
+
+def s3_bucket_exists() -> bool:
+    """Whether S3_BUCKET exists (StorageUnavailable when the store cannot be reached)."""
+    try:
+        _s3_call(lambda c: c.head_bucket(Bucket=settings.S3_BUCKET), missing_ok=True)
+    except _Missing:
+        return False
+    return True
+
+
+def s3_object_put(*, key: str, body: bytes, sha256: bytes) -> None:
+    """Write one object to S3 with its SHA-256 sent along (x-amz-checksum-sha256).
+
+    A store that supports additional checksums (AWS S3, MinIO) refuses the PUT when the bytes it
+    received do not hash to `sha256`; callers still verify by reading the object back, because not
+    every S3-compatible store checks (moto ignores the header).
+    """
+    _s3_call(
+        lambda c: c.put_object(
+            Bucket=settings.S3_BUCKET, Key=key, Body=body, ContentLength=len(body),
+            ContentType="application/octet-stream", ChecksumSHA256=base64.b64encode(sha256).decode(),
+        )
+    )  # fmt: skip
 
 
 def partial_uploads_purge(*, older_than: float, dry_run: bool) -> list[str]:
