@@ -135,10 +135,7 @@ class Repository:
     @classmethod
     def init(cls, location: Location, *, custody: Custody, s3_options: dict | None = None, compression: str = DEFAULT_CODEC) -> Repository:
         """A new, empty repository at `location` (which must not hold one yet), writing with `compression`."""
-        try:
-            codec_named(compression)
-        except CodecError as exc:
-            raise RepositoryError(str(exc)) from None
+        _known_codec(compression)
         store = store_open(location, s3_options=s3_options)
         with _store_errors():
             if store.exists("config.json"):
@@ -220,10 +217,8 @@ class Repository:
         return self.config.get("compression", DEFAULT_CODEC)
 
     def _codec(self) -> Codec:
-        try:
-            return codec_named(self.compression)
-        except CodecError as exc:  # a config written by a later version: readable, not writable here
-            raise RepositoryError(f"cannot write to {self.location}: {exc}") from None
+        # A config written by a later version may name a codec this one lacks: readable, not writable here.
+        return _known_codec(self.compression, refusing=f"cannot write to {self.location}: ")
 
     def compression_set(self, compression: str) -> str:
         """Write new chunks and manifests with `compression` from now on; returns the previous codec.
@@ -232,13 +227,12 @@ class Repository:
         rewritten). config.json is replaced whole, like keys.json: the only other file ever replaced.
         A backup running meanwhile finishes with the codec it started with.
         """
-        try:
-            codec_named(compression)
-        except CodecError as exc:
-            raise RepositoryError(str(exc)) from None
-        previous = self.compression
-        config = {**self.config, "compression": compression, "version": format_version_for(compression, current=self.config["version"])}
+        _known_codec(compression)
         with _store_errors():
+            # The stored config, not this object's: another process may have moved it to version 2 meanwhile.
+            stored = json.loads(self.store.read("config.json"))
+            previous = stored.get("compression", DEFAULT_CODEC)
+            config = {**stored, "compression": compression, "version": format_version_for(compression, current=stored["version"])}
             self.store.replace("config.json", json.dumps(config, indent=2).encode())
         self.config = config
         return previous
@@ -551,6 +545,14 @@ def _store_errors():
         raise _Missing() from None
     except StoreError as exc:
         raise (RepositoryBusy if isinstance(exc, StoreBusy) else RepositoryUnavailable)(str(exc)) from None
+
+
+def _known_codec(name: str, *, refusing: str = "") -> Codec:
+    """The codec called `name`, or a RepositoryError listing the known ones."""
+    try:
+        return codec_named(name)
+    except CodecError as exc:
+        raise RepositoryError(refusing + str(exc)) from None
 
 
 def _sealed_label(aad: bytes) -> str:

@@ -55,26 +55,29 @@ def _restored_equal(repo: Repository, snapshot_id: str, sources, to) -> bool:
     return all((to / name).read_bytes() == path.read_bytes() for name, path in sources)
 
 
-def _bodies(repo: Repository, custody, manifest: dict) -> dict[str, bytes]:
-    """{file name: the sealed body (codec byte ‖ payload) of its first chunk}, opened as the format doc says."""
+def _data_key(repo: Repository, custody) -> bytes:
+    """The repository's data key, unwrapped from keys.json as the format doc says."""
     config = json.loads(repo.store.read("config.json"))
     keyfile = json.loads(repo.store.read("keys.json"))
-    keys = custody.unwrap(bytes.fromhex(keyfile["wrapped_keys"]), context=KEY_CONTEXT_PREFIX + bytes.fromhex(config["repository_id"]))
+    return custody.unwrap(bytes.fromhex(keyfile["wrapped_keys"]), context=KEY_CONTEXT_PREFIX + bytes.fromhex(config["repository_id"]))[:32]
+
+
+def _bodies(repo: Repository, custody, manifest: dict) -> dict[str, bytes]:
+    """{file name: the sealed body (codec byte ‖ payload) of its first chunk}, opened as the format doc says."""
+    aead = AESGCM(_data_key(repo, custody))
     bodies = {}
     for entry in manifest["files"]:
         chunk_id = entry["chunks"][0]
         blob = repo.store.read(f"data/{chunk_id[:2]}/{chunk_id}")
         assert blob[:4] == b"HPB1"
-        bodies[entry["name"]] = AESGCM(keys[:32]).decrypt(blob[4:16], blob[16:], b"chunk:" + bytes.fromhex(chunk_id))
+        bodies[entry["name"]] = aead.decrypt(blob[4:16], blob[16:], b"chunk:" + bytes.fromhex(chunk_id))
     return bodies
 
 
 def _seal_with_codec_byte(repo: Repository, custody, *, chunk_id: str, codec_byte: int, payload: bytes) -> bytes:
     """A well-sealed chunk blob whose body names `codec_byte` (what a later version with a new codec would write)."""
-    keyfile = json.loads(repo.store.read("keys.json"))
-    keys = custody.unwrap(bytes.fromhex(keyfile["wrapped_keys"]), context=KEY_CONTEXT_PREFIX + bytes.fromhex(repo.config["repository_id"]))
     nonce = os.urandom(12)
-    return b"HPB1" + nonce + AESGCM(keys[:32]).encrypt(nonce, bytes([codec_byte]) + payload, b"chunk:" + bytes.fromhex(chunk_id))
+    return b"HPB1" + nonce + AESGCM(_data_key(repo, custody)).encrypt(nonce, bytes([codec_byte]) + payload, b"chunk:" + bytes.fromhex(chunk_id))
 
 
 # -- one codec, backup and restore ----------------------------------------------------------------
@@ -129,6 +132,8 @@ def test_old_snapshots_restore_after_the_codec_changed_twice(location, sources, 
     (sources[1][1]).write_bytes(sources[1][1].read_bytes().replace(b"family", b"FAMILY"))  # new chunks for the text
     assert repo.compression_set("lz4") == "gzip"
     second = repo.snapshot_create(sources, meta={})
+    # Chunk ids do not depend on the codec: the unchanged random file deduplicates against gzip-era chunks.
+    assert second["stats"]["chunks_new"] <= len(second["files"][1]["chunks"])
     (sources[1][1]).write_bytes(sources[1][1].read_bytes().replace(b"ledger", b"LEDGER"))
     Repository.open(where, custody=custody, s3_options=options).compression_set("zstd")
     reopened = Repository.open(where, custody=custody, s3_options=options)
@@ -145,6 +150,13 @@ def test_old_snapshots_restore_after_the_codec_changed_twice(location, sources, 
     assert _restored_equal(reopened, third["id"], sources, tmp_path / "latest")
     # Once gzip or lz4 may be in it, the repository stays version 2, even back on zstd.
     assert reopened.config == json.loads(reopened.store.read("config.json")) and reopened.config["version"] == 2
+
+
+def test_a_switch_from_a_stale_handle_never_lowers_the_version_another_set(tmp_path, custody):
+    stale = Repository.init(tmp_path / "repo", custody=custody)
+    Repository.open(tmp_path / "repo", custody=custody).compression_set("lz4")  # another process: version 2
+    assert stale.compression_set("none") == "lz4"
+    assert json.loads(stale.store.read("config.json"))["version"] == 2
 
 
 def test_a_repository_keeps_its_codec_whatever_the_setting_says_later(location, sources, custody):
