@@ -9,6 +9,7 @@ restic uses every core it finds.
 
     .venv/bin/python bench/backup.py                      # 1,000 objects, 200,000 rows
     .venv/bin/python bench/backup.py --objects 200 --rows 20000 --json var/bench/backup.json
+    .venv/bin/python bench/backup.py --compression lz4    # our repository with another codec (zstd, gzip, lz4, none)
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from apps.backups.engine.codecs import CODEC_NAMES, DEFAULT_CODEC  # noqa: E402
 from apps.backups.engine.repository import Repository, SourceItem  # noqa: E402
 from apps.backups.engine.sources import sqlite_snapshot  # noqa: E402
 from signer.custody import LocalKeyFileCustody  # noqa: E402
@@ -96,9 +99,9 @@ def ours_items(data: Path) -> list[SourceItem]:
     return items
 
 
-def run_ours(work: Path, data: Path, restore_to: Path, changed_mib: float, seed: int) -> dict:
-    repo = Repository.init(work / "ours-repo", custody=LocalKeyFileCustody(work / "master-key.json"))
-    out = {}
+def run_ours(work: Path, data: Path, restore_to: Path, changed_mib: float, seed: int, *, compression: str = DEFAULT_CODEC) -> dict:
+    repo = Repository.init(work / "ours-repo", custody=LocalKeyFileCustody(work / "master-key.json"), compression=compression)
+    out = {"compression": compression}
     for label in ("first", "unchanged", "changed"):
         if label == "changed":
             out["changed_bytes"] = change(work, mib=changed_mib, seed=seed)
@@ -153,9 +156,10 @@ def main() -> None:
     parser.add_argument("--changed-mib", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--compression", choices=CODEC_NAMES, default=DEFAULT_CODEC, help="our repository's codec (restic keeps its default)")
     args = parser.parse_args()
     results = {}
-    for tool, run in (("ours", run_ours), ("restic", run_restic)):
+    for tool, run in (("ours", partial(run_ours, compression=args.compression)), ("restic", run_restic)):
         with tempfile.TemporaryDirectory(prefix=f"bench-backup-{tool}-") as tmp:
             work = Path(tmp)
             generate(work, objects=args.objects, rows=args.rows, seed=args.seed)  # the same data set for both

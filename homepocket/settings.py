@@ -368,6 +368,10 @@ BACKUP_S3 = {
     "secret_key": env_secret("BACKUP_S3_SECRET_ACCESS_KEY") or env_secret("S3_SECRET_ACCESS_KEY") or None,
     "addressing_style": env_str("BACKUP_S3_ADDRESSING_STYLE", env_str("S3_ADDRESSING_STYLE", "path")),
 }
+# The codec a repository is made with: zstd (level 3), gzip, lz4 or none (docs/backup-format.md).
+# An existing repository keeps the one in its config.json; `manage.py backup compression CODEC`
+# changes that. An unknown name fails the start-up checks (backups.E001).
+BACKUP_COMPRESSION = env_str("BACKUP_COMPRESSION", "zstd")
 # Config and full backups put the secrets bundle, sealed under this file's passphrase, in the snapshot.
 BACKUP_SECRETS_PASSPHRASE_FILE = env_str("BACKUP_SECRETS_PASSPHRASE_FILE", "")
 # Data residency: regions a storage location may be in (empty: any). A backup elsewhere is COMPLIANCE_VIOLATION.

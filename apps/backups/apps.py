@@ -7,6 +7,7 @@ class BackupsConfig(AppConfig):
     label = "backups"
 
     def ready(self):
+        from apps.backups import checks  # noqa: F401  registers the start-up checks
         from apps.backups.engine.before_migrate import backup_before_migrate
 
         # Django's own signal (not a model of ours): the "before migrate" backup trigger.

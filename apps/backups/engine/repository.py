@@ -9,9 +9,11 @@ rewriting: engine/stores.py.
   later chunk boundaries and unchanged data deduplicates across snapshots.
 - A chunk's id is HMAC-SHA256 under the repository's id key, not a plain hash: whoever reads the
   store cannot confirm a guess of its contents by hashing it.
-- Each chunk is zstd-compressed, then sealed with AES-256-GCM under the repository's data key, the
-  chunk id as associated data (a chunk cannot be swapped for another); the data and id keys are
-  wrapped by the master key custody (signer/custody.py), bound to the repository id.
+- Each chunk is compressed with the repository's codec (config.json "compression": zstd by default,
+  gzip, lz4 or none; engine/codecs.py), then sealed with AES-256-GCM under the repository's data
+  key, the chunk id as associated data (a chunk cannot be swapped for another); the data and id
+  keys are wrapped by the master key custody (signer/custody.py), bound to the repository id.
+  Each sealed body names its own codec, so a reader never needs the config's.
 - Appending never rewrites a chunk (one that exists is skipped, and the store refuses to overwrite
   a name); a snapshot's manifest is written last, so a run killed mid-way leaves only unreferenced
   chunks and no listed snapshot.
@@ -25,29 +27,30 @@ import hmac
 import json
 import os
 import secrets
-import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyfastcdc import FastCDC
 
+from apps.backups.engine.codecs import DEFAULT_CODEC, Codec, CodecError, body_pack, body_unpack, codec_named
 from apps.backups.engine.stores import RepositoryStore, StoreBusy, StoreError, StoreMissing, store_open
 from signer.custody import Custody
 
 FORMAT_NAME = "homepocket-backup"
-FORMAT_VERSION = 1
+# Version 2 is version 1 plus the gzip and lz4 codecs (bytes 2, 3), which a version-1 reader would
+# take for plaintext: a repository is marked 2 once it may hold them, 1 while it cannot, so that a
+# version-1 build refuses the one cleanly and still reads the other (docs/backup-format.md, "Changes").
+FORMAT_VERSIONS = (1, 2)
+VERSION_1_CODECS = ("none", "zstd")
 KEY_CONTEXT_PREFIX = b"homepocket/backups/repository/v1/"
 BLOB_MAGIC = b"HPB1"
 NONCE_BYTES = 12
-CODEC_NONE, CODEC_ZSTD = 0, 1
 CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
-ZSTD_LEVEL = 3
 
 Progress = Callable[[str], None]
 Location = Path | str | RepositoryStore
@@ -96,6 +99,11 @@ class SourceItem:
         return cls(name=name, size=Path(path).stat().st_size, path=Path(path))
 
 
+def format_version_for(compression: str, *, current: int = 1) -> int:
+    """The config version a repository needs once it writes with `compression`: never lower than it was."""
+    return max(current, 1 if compression in VERSION_1_CODECS else 2)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -125,8 +133,9 @@ class Repository:
     # -- creating and opening ------------------------------------------------------------------
 
     @classmethod
-    def init(cls, location: Location, *, custody: Custody, s3_options: dict | None = None) -> Repository:
-        """A new, empty repository at `location` (which must not hold one yet)."""
+    def init(cls, location: Location, *, custody: Custody, s3_options: dict | None = None, compression: str = DEFAULT_CODEC) -> Repository:
+        """A new, empty repository at `location` (which must not hold one yet), writing with `compression`."""
+        _known_codec(compression)
         store = store_open(location, s3_options=s3_options)
         with _store_errors():
             if store.exists("config.json"):
@@ -135,13 +144,13 @@ class Repository:
             repository_id = secrets.token_hex(16)
             config = {
                 "format": FORMAT_NAME,
-                "version": FORMAT_VERSION,
+                "version": format_version_for(compression),
                 "repository_id": repository_id,
                 "created_at": _now().isoformat(),
                 "chunker": {"algorithm": "fastcdc2020", "min_size": CHUNK_MIN, "avg_size": CHUNK_AVG, "max_size": CHUNK_MAX},
                 "chunk_id": "hmac-sha256",
                 "cipher": "aes-256-gcm",
-                "compression": "zstd",
+                "compression": compression,
             }
             keys = secrets.token_bytes(64)  # data key ‖ id key
             blob, master_key_id = custody.wrap(keys, context=KEY_CONTEXT_PREFIX + bytes.fromhex(repository_id))
@@ -160,7 +169,7 @@ class Repository:
                 keyfile = json.loads(store.read("keys.json"))
             except StoreMissing:
                 raise RepositoryError(f"no repository at {store.location}") from None
-        if config.get("format") != FORMAT_NAME or config.get("version") != FORMAT_VERSION:
+        if config.get("format") != FORMAT_NAME or config.get("version") not in FORMAT_VERSIONS:
             raise RepositoryError(f"unsupported repository format {config.get('format')} v{config.get('version')}")
         keys = custody.unwrap(bytes.fromhex(keyfile["wrapped_keys"]), context=cls._key_context(config))
         return cls(store, config, keys[:32], keys[32:], keyfile["master_key_id"])
@@ -171,11 +180,12 @@ class Repository:
             return store_open(location, s3_options=s3_options).exists("config.json")
 
     @classmethod
-    def open_or_init(cls, location: Location, *, custody: Custody, s3_options: dict | None = None) -> Repository:
+    def open_or_init(cls, location: Location, *, custody: Custody, s3_options: dict | None = None, compression: str = DEFAULT_CODEC) -> Repository:
+        """The repository at `location`, made with `compression` if there is none (an existing one keeps its own)."""
         store = store_open(location, s3_options=s3_options)
         if cls.exists_at(store):
             return cls.open(store, custody=custody)
-        return cls.init(store, custody=custody)
+        return cls.init(store, custody=custody, compression=compression)
 
     @staticmethod
     def master_key_id_of(location: Location, *, s3_options: dict | None = None) -> str:
@@ -200,6 +210,33 @@ class Repository:
             self._write_keys(blob, master_key_id)
         return master_key_id
 
+    # -- compression ----------------------------------------------------------------------------
+
+    @property
+    def compression(self) -> str:
+        return self.config.get("compression", DEFAULT_CODEC)
+
+    def _codec(self) -> Codec:
+        # A config written by a later version may name a codec this one lacks: readable, not writable here.
+        return _known_codec(self.compression, refusing=f"cannot write to {self.location}: ")
+
+    def compression_set(self, compression: str) -> str:
+        """Write new chunks and manifests with `compression` from now on; returns the previous codec.
+
+        Chunks already stored keep theirs (each body names its codec, and chunks are never
+        rewritten). config.json is replaced whole, like keys.json: the only other file ever replaced.
+        A backup running meanwhile finishes with the codec it started with.
+        """
+        _known_codec(compression)
+        with _store_errors():
+            # The stored config, not this object's: another process may have moved it to version 2 meanwhile.
+            stored = json.loads(self.store.read("config.json"))
+            previous = stored.get("compression", DEFAULT_CODEC)
+            config = {**stored, "compression": compression, "version": format_version_for(compression, current=stored["version"])}
+            self.store.replace("config.json", json.dumps(config, indent=2).encode())
+        self.config = config
+        return previous
+
     # -- locking --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -210,14 +247,10 @@ class Repository:
 
     # -- sealing --------------------------------------------------------------------------------
 
-    def _seal(self, plaintext: bytes, *, aad: bytes, compress: bool = True) -> bytes:
-        codec, body = CODEC_NONE, plaintext
-        if compress:
-            packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(plaintext)
-            if len(packed) < len(plaintext):
-                codec, body = CODEC_ZSTD, packed
+    def _seal(self, plaintext: bytes, *, aad: bytes) -> bytes:
+        body = body_pack(plaintext, self._codec())
         nonce = os.urandom(NONCE_BYTES)
-        return BLOB_MAGIC + nonce + self._aead.encrypt(nonce, struct.pack(">B", codec) + body, aad)
+        return BLOB_MAGIC + nonce + self._aead.encrypt(nonce, body, aad)
 
     def _open_sealed(self, blob: bytes, *, aad: bytes) -> bytes:
         if blob[:4] != BLOB_MAGIC:
@@ -227,10 +260,11 @@ class Repository:
             inner = self._aead.decrypt(nonce, blob[4 + NONCE_BYTES :], aad)
         except InvalidTag:
             raise RepositoryError("authentication failed (damaged or tampered)") from None
-        codec, body = inner[0], inner[1:]
-        if codec == CODEC_ZSTD:
-            return zstandard.ZstdDecompressor().decompress(body)
-        return body
+        try:
+            return body_unpack(inner)  # by the body's own codec byte, whatever the config now says
+        except CodecError as exc:
+            # The tag held: a holder of the key wrote this body, most likely a later version with a new codec.
+            raise RepositoryError(f"{_sealed_label(aad)}: {exc}") from None
 
     # -- chunks ---------------------------------------------------------------------------------
 
@@ -319,7 +353,7 @@ class Repository:
                 entry["stamp"] = item.stamp
             entries.append(entry)
         manifest = {
-            "version": FORMAT_VERSION,
+            "version": self.config["version"],
             "id": snapshot_id,
             "started_at": started.isoformat(),
             "finished_at": _now().isoformat(),
@@ -511,6 +545,20 @@ def _store_errors():
         raise _Missing() from None
     except StoreError as exc:
         raise (RepositoryBusy if isinstance(exc, StoreBusy) else RepositoryUnavailable)(str(exc)) from None
+
+
+def _known_codec(name: str, *, refusing: str = "") -> Codec:
+    """The codec called `name`, or a RepositoryError listing the known ones."""
+    try:
+        return codec_named(name)
+    except CodecError as exc:
+        raise RepositoryError(refusing + str(exc)) from None
+
+
+def _sealed_label(aad: bytes) -> str:
+    """`chunk <id>` or `snapshot <id>`, from a sealed blob's associated data."""
+    kind, _, name = aad.partition(b":")
+    return f"{kind.decode()} {name.hex() if kind == b'chunk' else name.decode()}"
 
 
 class _Missing(Exception):

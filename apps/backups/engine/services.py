@@ -102,7 +102,9 @@ def _config_bundle_item(scratch: Path) -> SourceItem | None:
 
 def _backup_create(*, backup_type: str, schedule: str, trigger: str, repository: str | Path | None, progress: Progress | None) -> dict:
     say = progress or (lambda line: None)
-    repo = Repository.open_or_init(repository_location(repository), custody=custody_from_environ(), s3_options=repository_s3_options())
+    repo = Repository.open_or_init(
+        repository_location(repository), custody=custody_from_environ(), s3_options=repository_s3_options(), compression=settings.BACKUP_COMPRESSION
+    )
     meta: dict = {"kind": backup_type if backup_type != "full" else "database+objects", "source_version": _source_version(), "host": platform.node()}
     if schedule:
         meta["schedule"] = schedule
@@ -138,6 +140,14 @@ def _backup_create(*, backup_type: str, schedule: str, trigger: str, repository:
 def backup_repository_open(*, repository: str | Path | None = None) -> Repository:
     """The existing repository (no database needed: the disaster case)."""
     return Repository.open(repository_location(repository), custody=custody_from_environ(), s3_options=repository_s3_options())
+
+
+def backup_compression_set(*, compression: str, repository: str | Path | None = None) -> dict:
+    """The repository writes with `compression` from now on (chunks already stored keep their codec)."""
+    repo = backup_repository_open(repository=repository)
+    previous = repo.compression_set(compression)
+    logger.info("backup.compression_changed", extra={"previous": previous, "compression": compression, "format_version": repo.config["version"]})
+    return {"previous": previous, "compression": compression, "format_version": repo.config["version"]}
 
 
 def backup_verify(*, snapshot_id: str | None = None, repository: str | Path | None = None, progress: Progress | None = None) -> VerifyReport:

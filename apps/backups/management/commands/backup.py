@@ -1,4 +1,4 @@
-"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|catalog|retention|secrets-export|secrets-restore`: server backups (docs/backups.md).
+"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|catalog|retention|compression|secrets-export|secrets-restore`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -13,6 +13,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.engine import services
+from apps.backups.engine.codecs import CODEC_NAMES
 from apps.backups.engine.repository import RepositoryError
 from apps.backups.engine.retention import RetentionPolicy
 from apps.backups.engine.secrets_bundle import BundleError
@@ -52,6 +53,8 @@ class Command(BaseCommand):
         secrets_restore.add_argument("--to", required=True)
         secrets_restore.add_argument("--passphrase-file", required=True)
         secrets_restore.add_argument("--overwrite", action="store_true")
+        compression = sub.add_parser("compression", help="Show the repository's codec, or set the one new chunks are written with.")
+        compression.add_argument("codec", nargs="?", choices=CODEC_NAMES, help="zstd, gzip, lz4 or none; stored chunks keep theirs.")
         sub.add_parser("catalog", help="Rebuild the database catalog of snapshots from the repository (admin, API).")
         retention = sub.add_parser("retention", help="Apply each schedule's retention rules (GFS, delete/archive after days; holds respected).")
         retention.add_argument("--schedule", help="Only this schedule (its name).")
@@ -117,6 +120,15 @@ class Command(BaseCommand):
                 )
                 for path in written:
                     self.stdout.write(f"wrote {path}")
+            elif action == "compression":
+                if options["codec"] is None:
+                    repo = services.backup_repository_open(repository=repository)
+                    self.stdout.write(f"compression: {repo.compression} (format version {repo.config['version']})")
+                else:
+                    result = services.backup_compression_set(compression=options["codec"], repository=repository)
+                    self.stdout.write(
+                        f"compression: {result['previous']} -> {result['compression']} (format version {result['format_version']}); stored chunks keep their codec"
+                    )
             elif action == "catalog":
                 from apps.backups.engine.catalog import backup_catalog_rebuild
 
