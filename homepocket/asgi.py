@@ -23,6 +23,7 @@ from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from apps.cluster.heartbeat import heartbeat_start  # noqa: E402
 from apps.ops.aggregates import aggregates_start  # noqa: E402
+from apps.quotas.abuse import abuse_start  # noqa: E402
 from apps.photos.object_urls import ObjectURLs  # noqa: E402
 from homepocket.body_limit import BodyLimitMiddleware  # noqa: E402
 from homepocket.routing import websocket_urlpatterns  # noqa: E402
@@ -76,6 +77,7 @@ async def lifespan(scope, receive, send):
         if message["type"] == "lifespan.startup":
             heartbeat_start()  # this process on the cluster page (apps/cluster/heartbeat.py)
             aggregates_start()  # its counters into the dashboard's 1-minute aggregates (apps/ops)
+            abuse_start()  # its per-key and per-device counts into the abuse signals (apps/quotas/abuse.py)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await sync_to_async(run_shutdown_hooks, thread_sensitive=False)()
