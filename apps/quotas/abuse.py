@@ -29,11 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -133,10 +136,33 @@ def abuse_evaluate(*, at: float) -> list[AbuseFlag]:
         raised += _judge_rates(minute, counts, store.baselines(list(counts)))
         window = settings.ABUSE_IP_WINDOW_MINUTES
         for subject, distinct in store.distinct_addresses(list(counts), minute, window).items():
-            if distinct > settings.ABUSE_IP_LIMIT:
-                observed = {"distinct_ips": distinct, "window_minutes": window, "limit": settings.ABUSE_IP_LIMIT}
-                raised.append(abuse_flag_raise(subject=subject, signal=AbuseSignal.MANY_IPS, observed=observed))
+            if distinct <= settings.ABUSE_IP_LIMIT:
+                continue
+            resolved = _resolved_minute(subject, AbuseSignal.MANY_IPS, since_minute=minute - window + 1)
+            if resolved is not None:  # count only the minutes after the operator's decision
+                minutes = minute - resolved
+                distinct = store.distinct_addresses([subject], minute, minutes)[subject] if minutes > 0 else 0
+                if distinct <= settings.ABUSE_IP_LIMIT:
+                    continue
+            observed = {"distinct_ips": distinct, "window_minutes": window, "limit": settings.ABUSE_IP_LIMIT}
+            raised.append(abuse_flag_raise(subject=subject, signal=AbuseSignal.MANY_IPS, observed=observed))
     return [flag for flag in raised if flag is not None]
+
+
+def _resolved_minute(subject: str, signal: str, *, since_minute: int) -> int | None:
+    """The minute of the latest resolution of this subject's `signal` flags at or after `since_minute`.
+
+    A resolved flag (or a lifted suspension) covers the evidence it was raised on: the minutes up
+    to its resolution are not judged again, or lifting a key during its window would suspend it
+    again at the next tick. A query, but only for a subject already over a threshold.
+    """
+    kind, _, subject_id = subject.partition(":")
+    since = datetime.fromtimestamp(since_minute * 60, tz=dt_timezone.utc)
+    latest = (
+        AbuseFlag.objects.filter(subject_kind=kind, subject_id=subject_id, signal=signal, resolved_at__gte=since)
+        .aggregate(latest=Max("resolved_at"))["latest"]
+    )  # fmt: skip
+    return None if latest is None else int(latest.timestamp() // 60)
 
 
 def _judge_rates(minute: int, counts: dict[str, int], baselines: dict[str, Baseline]) -> list[AbuseFlag | None]:
@@ -144,6 +170,8 @@ def _judge_rates(minute: int, counts: dict[str, int], baselines: dict[str, Basel
     for subject, requests in counts.items():
         threshold = _threshold(baselines.get(subject))
         if threshold is not None and requests > threshold:
+            if _resolved_minute(subject, AbuseSignal.RATE_SPIKE, since_minute=minute) is not None:
+                continue  # the operator decided on this minute already
             observed = {
                 "minute": minute * 60, "requests": requests, "baseline": round(baselines[subject].rate, 2),
                 "threshold": round(threshold, 2),

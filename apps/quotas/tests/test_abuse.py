@@ -198,7 +198,8 @@ def test_operators_filter_and_resolve_flags_in_the_admin_and_a_new_pattern_flags
     client, admin_client, key, flushed, django_capture_on_commit_callbacks
 ):
     api_key, clear = key
-    (flag,) = many_addresses(client, clear, flushed)
+    now = (time.time() // 60) * 60 + 1  # the resolution happens now: these minutes are real ones
+    (flag,) = many_addresses(client, clear, flushed, at=now)
 
     listed = admin_client.get("/admin/quotas/abuseflag/", {"signal": "many_ips", "resolved_at__isempty": "1"})
     assert listed.status_code == 200 and str(api_key.pk) in listed.content.decode()
@@ -208,8 +209,24 @@ def test_operators_filter_and_resolve_flags_in_the_admin_and_a_new_pattern_flags
     assert AbuseFlag.objects.get().resolved_at is not None
     assert AuditEvent.objects.filter(event_type=EventType.ABUSE_RESOLVED).count() == 1
 
-    assert len(many_addresses(client, clear, flushed, at=T0 + 60)) == 1  # still many: a new open flag
+    assert len(many_addresses(client, clear, flushed, at=now + 120)) == 1  # many again after it: a new open flag
     assert AbuseFlag.objects.filter(resolved_at__isnull=True).count() == 1
+
+
+def test_a_lifted_key_is_not_suspended_again_on_the_evidence_already_decided(client, key, flushed, settings):
+    settings.ABUSE_SUSPEND_API_KEYS = True
+    api_key, clear = key
+    now = (time.time() // 60) * 60 + 1  # the lift happens now: these minutes are real ones
+    many_addresses(client, clear, flushed, at=now)
+    abuse.api_keys_suspension_lift(key_ids=[api_key.pk])
+
+    assert call(client, clear, 2, REMOTE_ADDR="192.0.2.1").status_code == 200
+    assert flushed(now + 1) == []  # the window still holds the five addresses seen before the lift
+    assert call(client, clear).status_code == 200
+    assert flushed(now + 61) == []
+    for octet in range(20, 25):  # new addresses after the lift: a new decision
+        call(client, clear, REMOTE_ADDR=f"192.0.2.{octet}")
+    assert [flag.action for flag in flushed(now + 121)] == ["suspended"]
 
 
 def test_resolving_a_flag_with_lift_restores_the_key_it_suspended(client, admin_client, key, flushed, settings, django_capture_on_commit_callbacks):
