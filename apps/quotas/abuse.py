@@ -188,6 +188,9 @@ def abuse_flag_raise(*, subject: str, signal: str, observed: dict) -> AbuseFlag 
     kind, _, subject_id = subject.partition(":")
     if kind not in (Subject.API_KEY, Subject.DEVICE):
         raise ValueError(f"not an abuse subject: {subject!r}")
+    open_flags = AbuseFlag.objects.filter(subject_kind=kind, subject_id=subject_id, signal=signal, resolved_at__isnull=True)
+    if open_flags.exists():
+        return None  # the usual case while a pattern lasts: no failed insert per tick (the constraint decides races)
     try:
         with transaction.atomic():
             flag = AbuseFlag.objects.create(subject_kind=kind, subject_id=subject_id, signal=signal, observed=observed)

@@ -300,3 +300,15 @@ def test_the_store_is_redis_in_the_distributed_mode_and_memory_in_the_embedded_o
 
     expected = RedisAbuseStore if settings.REDIS_URL else MemoryAbuseStore
     assert isinstance(abuse.abuse_store(), expected)
+
+
+def test_the_database_keeps_one_open_flag_per_subject_and_signal_whoever_races(db):
+    from django.db import IntegrityError, transaction
+
+    fields = {"subject_kind": "device", "subject_id": str(uuid.uuid4()), "signal": "rate_spike"}
+    AbuseFlag.objects.create(**fields)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AbuseFlag.objects.create(**fields)  # a second node's insert for the same pattern
+    AbuseFlag.objects.update(resolved_at="2026-11-24T00:00:00Z")
+    AbuseFlag.objects.create(**fields)  # resolved: a new pattern may open a new one
+    assert AbuseFlag.objects.filter(resolved_at__isnull=True).count() == 1
