@@ -84,6 +84,10 @@ def run(mode: str, flushes: int, per_flush: int, observes: int) -> dict:
         ("request_tally, API key", lambda: tally.request_tally(route, 200, 0.001, key)),
         ("request_observe (Prometheus + tally)", observe),
         ("request_observe, API key", lambda: observe(api_key_id=key)),
+        # The abuse signals' per-subject count and address (apps/quotas/abuse.py), alone and as a
+        # device's request adds it (a few hundred devices' worth of addresses, as a busy process sees).
+        ("subject_tally (what the abuse signals add)", lambda: tally.subject_tally("device", key, "203.0.113.7")),
+        ("request_observe, device (with the abuse tally)", lambda: observe(device_id=key, client_ip="203.0.113.7")),
     ]
     for label, call in cases:
         samples = []
@@ -93,6 +97,7 @@ def run(mode: str, flushes: int, per_flush: int, observes: int) -> dict:
             samples.append((time.perf_counter_ns() - started) / 1000)
         timings[label] = (statistics.median(samples), _pct(samples, 0.99))
         tally.tallies_take()
+        tally.subjects_take()
     original = metrics.request_tally
     metrics.request_tally = lambda *args: None  # Prometheus alone, as before the aggregates
     samples = []

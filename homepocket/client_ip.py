@@ -21,8 +21,18 @@ def _trusted(address: str) -> bool:
 
 
 def client_ip(request) -> str:
-    remote = request.META.get("REMOTE_ADDR", "")
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    return client_address(request.META.get("REMOTE_ADDR", ""), request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def scope_client_ip(scope) -> str:
+    """client_ip() of an ASGI scope, for the lean routes that answer before Django makes a request."""
+    client = scope.get("client")
+    forwarded = b",".join(value for name, value in scope.get("headers") or () if name == b"x-forwarded-for")
+    return client_address(client[0] if client else "", forwarded.decode("latin-1"))
+
+
+def client_address(remote: str, forwarded: str) -> str:
+    """The client among the peer (`remote`) and an X-Forwarded-For value, as the module says."""
     if not forwarded or not _trusted(remote):
         return remote
     for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):

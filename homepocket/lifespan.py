@@ -9,7 +9,8 @@ and stopped in the reverse order at its shutdown (docs/cluster.md, "Start and st
 | 4 | `channel_layer` | start the relay hub: its bus and subscription connection | stop the hub: sockets still open close with 1001, the subscription ends |
 | 5 | `signer_pool` | connect to every signer (PING) | close the connections |
 | 6 | `aggregates` | start the dashboard's 1-minute flusher | its last flush |
-| 7 | `heartbeat` | first beat: the node shows on the cluster page only once all the above are up | remove the heartbeat: the node leaves the page at once |
+| 7 | `abuse` | start the abuse signals' flush and evaluation loop | its last flush |
+| 8 | `heartbeat` | first beat: the node shows on the cluster page only once all the above are up | remove the heartbeat: the node leaves the page at once |
 
 Why this order: each part uses only the parts above it (the buffers are written to the database
 and Redis, the relay hub to Redis, the heartbeat reports the signers), so a part starts after
@@ -136,7 +137,7 @@ async def _signer_pool_stop() -> None:
     signer_clients_reset()
 
 
-# --- 6, 7. the process's loops --------------------------------------------------------------
+# --- 6, 7, 8. the process's loops --------------------------------------------------------------
 
 
 async def _aggregates_start() -> None:
@@ -149,6 +150,18 @@ async def _aggregates_stop() -> None:
     from apps.ops.aggregates import aggregates_stop
 
     await sync_to_async(aggregates_stop, thread_sensitive=False)()
+
+
+async def _abuse_start() -> None:
+    from apps.quotas.abuse import abuse_start
+
+    abuse_start()
+
+
+async def _abuse_stop() -> None:
+    from apps.quotas.abuse import abuse_stop
+
+    await sync_to_async(abuse_stop, thread_sensitive=False)()
 
 
 async def _heartbeat_start() -> None:
@@ -170,6 +183,7 @@ PARTS: tuple[Part, ...] = (
     Part("channel_layer", _channel_layer_start, _channel_layer_stop),
     Part("signer_pool", _signer_pool_start, _signer_pool_stop),
     Part("aggregates", _aggregates_start, _aggregates_stop),
+    Part("abuse", _abuse_start, _abuse_stop),
     Part("heartbeat", _heartbeat_start, _heartbeat_stop),
 )
 

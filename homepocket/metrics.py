@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 
-from homepocket.tally import LATENCY_BOUNDS, request_tally
+from homepocket.tally import LATENCY_BOUNDS, request_tally, subject_tally
 
 REQUESTS = Counter(
     "homepocket_http_requests_total",
@@ -28,10 +28,17 @@ LATENCY = Histogram(
 )
 
 
-def request_observe(*, method: str, route: str, status: int, seconds: float, api_key_id=None) -> None:
+def request_observe(
+    *, method: str, route: str, status: int, seconds: float, api_key_id=None, device_id=None, client_ip: str = ""
+) -> None:
     REQUESTS.labels(method, route, str(status)).inc()
     LATENCY.labels(method, route).observe(seconds)
     request_tally(route, status, seconds, api_key_id)  # the operator dashboard's aggregates (apps/ops)
+    # The abuse signals' per-subject counts and addresses (apps/quotas/abuse.py)
+    if api_key_id is not None:
+        subject_tally("api_key", api_key_id, client_ip)
+    elif device_id is not None:
+        subject_tally("device", device_id, client_ip)
 
 
 def metrics_view(request):

@@ -14,6 +14,7 @@ from django.utils.functional import LazyObject
 
 from homepocket import metrics
 from homepocket.api.request_id import HEADER, current_request_id, request_id_choose
+from homepocket.client_ip import client_ip
 
 access_log = logging.getLogger("homepocket.access")
 
@@ -60,9 +61,11 @@ class request_context_middleware:
         response[HEADER] = request.request_id
         response["API-Version"] = settings.API_VERSION
         route = route_template(request)
+        api_key_id, device_id = _principal_ids(request)
         metrics.request_observe(
             method=request.method, route=route, status=response.status_code, seconds=duration,
-            api_key_id=_api_key_id(request),
+            api_key_id=api_key_id, device_id=device_id,
+            client_ip=client_ip(request) if api_key_id is not None or device_id is not None else "",
         )  # fmt: skip
         # Route templates, never raw paths or query strings: paths carry book and device ids.
         access_log.info(
@@ -76,16 +79,16 @@ class request_context_middleware:
         )
 
 
-def _api_key_id(request):
-    """The API key a request was made with (DRF put its principal on request.user), else None.
+def _principal_ids(request):
+    """(API key id, device id) of the principal DRF put on request.user; None for what it is not.
 
     A session's user is still lazy here unless something read it: it is left unread (no query).
     """
     principal = request.__dict__.get("user")
     if principal is None or isinstance(principal, LazyObject):
-        return None
+        return None, None
     api_key = getattr(principal, "api_key", None)
-    return getattr(api_key, "pk", None)
+    return getattr(api_key, "pk", None), getattr(principal, "device_id", None)
 
 
 def route_template(request) -> str:

@@ -92,6 +92,10 @@ USERS: dict[str, RedisUser] = {
             "ops_aggregates", Fallback.LOCAL_ONLY, max_connections=2, retries=0,
             why="a flush that fails keeps its tallies in memory and adds them at the next flush; the dashboard says it has no data",
         ),
+        RedisUser(
+            "abuse", Fallback.FAIL_OPEN, max_connections=2, retries=0,
+            why="requests are served as usual; a flush that fails drops its counts and no abuse flag is raised until Redis is back",
+        ),
     )
 }
 
@@ -292,7 +296,7 @@ class Broadcast:
                     if message is None:
                         pubsub.check_health()
                         continue
-                    if message["type"] == "subscribe":
+                    if message["type"] == "subscribe" and stop is self._stop:
                         self.epoch += 1  # entries loaded before this point may have missed a message
                         self.listening = True
                         backoff = 0.05
@@ -300,6 +304,8 @@ class Broadcast:
                     elif message["type"] == "message":
                         self._message(message["data"])
             except Exception as exc:
+                if stop is not self._stop:
+                    continue  # a listener a reset stopped: the current one's state is not its to change
                 if self.listening:
                     logger.warning("broadcast lost", extra={"event": "broadcast_down", "error": type(exc).__name__})
                 self._lost()
@@ -311,7 +317,8 @@ class Broadcast:
                     client.close()
                 except Exception:
                     pass
-        self.listening = False
+        if stop is self._stop:
+            self.listening = False
 
     def _message(self, raw: bytes) -> None:
         try:

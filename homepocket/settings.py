@@ -207,6 +207,23 @@ QUOTA_LEASE_SECONDS = env_float("QUOTA_LEASE_SECONDS", 1.0)
 QUOTA_LEASE_UNITS = env_int("QUOTA_LEASE_UNITS", 100)
 # A notification is recorded once per window when a daily or monthly quota passes this share.
 QUOTA_WARNING_RATIO = env_float("QUOTA_WARNING_RATIO", 0.8)
+# Abuse signals per API key and device (apps/quotas/abuse.py, docs/quotas.md "Abuse signals").
+# Each web process adds its per-subject counts to the shared store every ABUSE_FLUSH_SECONDS.
+ABUSE_FLUSH_SECONDS = env_float("ABUSE_FLUSH_SECONDS", 10.0)
+ABUSE_KEY_PREFIX = env_str("ABUSE_KEY_PREFIX", f"{CACHE_KEY_PREFIX}:abuse")
+# A rate spike: a minute's requests above max(ABUSE_RATE_FLOOR, ABUSE_RATE_FACTOR x the usual
+# rate), the usual rate being an exponentially weighted average of the subject's active minutes
+# (each new minute weighs ABUSE_BASELINE_WEIGHT), judged once it has ABUSE_BASELINE_MIN_MINUTES.
+ABUSE_RATE_FACTOR = env_float("ABUSE_RATE_FACTOR", 10.0)
+ABUSE_RATE_FLOOR = env_int("ABUSE_RATE_FLOOR", 600)
+ABUSE_BASELINE_WEIGHT = env_float("ABUSE_BASELINE_WEIGHT", 0.05)
+ABUSE_BASELINE_MIN_MINUTES = env_int("ABUSE_BASELINE_MIN_MINUTES", 10)
+ABUSE_BASELINE_DAYS = env_int("ABUSE_BASELINE_DAYS", 30)
+# Many addresses: more than ABUSE_IP_LIMIT distinct client addresses within ABUSE_IP_WINDOW_MINUTES.
+ABUSE_IP_LIMIT = env_int("ABUSE_IP_LIMIT", 16)
+ABUSE_IP_WINDOW_MINUTES = env_int("ABUSE_IP_WINDOW_MINUTES", 10)
+# Suspend an API key when it is flagged (devices are only ever flagged).
+ABUSE_SUSPEND_API_KEYS = env_bool("ABUSE_SUSPEND_API_KEYS", False)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":

@@ -6,6 +6,11 @@ dictionary increments under a lock (bench/ops.py); apps/ops/aggregates.py takes 
 OPS_FLUSH_SECONDS and adds them to the shared store. Only aggregates are kept: endpoint groups,
 never paths, ids or bodies. API keys' requests are tallied per key and day for their owners'
 account pages (apps/accounts).
+
+Requests made with an API key or a device token are also tallied per subject for the abuse
+signals (apps/quotas/abuse.py): a count and the distinct client addresses since the last take,
+at most SUBJECT_ADDRESSES_MAX of them (more can only mean "many", which that many already says).
+The addresses stay in this process's memory until the next take, which hashes them.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ _fields_of: dict[str, _Fields] = {}
 _lock = threading.Lock()
 _tallies: dict[str, int] = {}
 _api_keys: dict[tuple[int, str], int] = {}  # (Unix day, key id) -> requests
+SUBJECT_ADDRESSES_MAX = 256
+_subjects_lock = threading.Lock()
+_subjects: dict[tuple[str, object], list] = {}  # (kind, id) -> [requests, {client addresses}]
 
 
 def request_tally(route: str, status: int, seconds: float, api_key_id=None) -> None:
@@ -84,3 +92,24 @@ def tallies_give_back(tallies: dict[str, int], api_keys: dict[tuple[int, str], i
             _tallies[name] = _tallies.get(name, 0) + value
         for slot, value in api_keys.items():
             _api_keys[slot] = _api_keys.get(slot, 0) + value
+
+
+def subject_tally(kind: str, subject_id, address: str) -> None:
+    """One request of an API key ("api_key") or a device ("device") from a client address."""
+    slot = (kind, subject_id)
+    with _subjects_lock:
+        entry = _subjects.get(slot)
+        if entry is None:
+            entry = _subjects[slot] = [0, set()]
+        entry[0] += 1
+        addresses = entry[1]
+        if address and len(addresses) < SUBJECT_ADDRESSES_MAX:
+            addresses.add(address)
+
+
+def subjects_take() -> dict[tuple[str, object], list]:
+    """Every subject's [requests, addresses] since the last take, and start afresh."""
+    global _subjects
+    with _subjects_lock:
+        subjects, _subjects = _subjects, {}
+    return subjects

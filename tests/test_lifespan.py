@@ -19,7 +19,7 @@ from apps.cluster.heartbeat import nodes_live
 from homepocket import lifespan as lifespan_module
 from homepocket.lifespan import Part, lifespan, lifespan_start, lifespan_stop
 
-ORDER = ["database", "redis", "buffers", "channel_layer", "signer_pool", "aggregates", "heartbeat"]
+ORDER = ["database", "redis", "buffers", "channel_layer", "signer_pool", "aggregates", "abuse", "heartbeat"]
 
 
 @pytest.fixture

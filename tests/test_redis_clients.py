@@ -127,3 +127,15 @@ def _until(condition, within: float = 10.0):
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.02)
+
+
+def test_a_listener_stopped_by_a_reset_leaves_the_current_ones_state_alone(private_redis):
+    # A listener that a settings change stopped may still be in its backoff or its last poll when
+    # the new one subscribes; its exit used to mark the broadcast not listening, for good.
+    import threading
+
+    assert broadcast.wait_listening()
+    stopped = threading.Event()
+    stopped.set()
+    broadcast._listen(stopped)  # what a stopped listener does last
+    assert broadcast.listening and broadcast.trusted()

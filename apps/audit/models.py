@@ -26,6 +26,11 @@ class EventType(models.TextChoices):
     # A device's or API key's earlier tokens refused from now on (apps/pairing, apps/quotas).
     DEVICE_TOKENS_REVOKED = "device.tokens_revoked", "device tokens revoked"
     API_KEY_ROTATED = "api_key.rotated", "API key rotated"
+    # Abuse signals (apps/quotas/abuse.py): a flag, and the suspension of an API key it caused.
+    ABUSE_FLAGGED = "abuse.flagged", "abuse signal flagged"
+    ABUSE_RESOLVED = "abuse.resolved", "abuse flag resolved"
+    API_KEY_SUSPENDED = "api_key.suspended", "API key suspended"
+    API_KEY_SUSPENSION_LIFTED = "api_key.suspension_lifted", "API key suspension lifted"
     # Hot configuration changed by an operator (apps/cluster).
     CONFIG_CHANGED = "config.changed", "runtime configuration changed"
     # Server backups (docs/backups.md): each run, restore, deletion, retention pass, hold and access.

@@ -34,6 +34,22 @@ def check_rate_limit_settings(app_configs, **kwargs):
         )
     if not 0 < settings.QUOTA_WARNING_RATIO < 1:
         errors.append(Error("QUOTA_WARNING_RATIO must be between 0 and 1.", id="quotas.E004"))
+    errors += abuse_settings_errors()
     if settings.RATELIMIT_STORE_TIMEOUT <= 0 or settings.RATELIMIT_STORE_RETRY < 0:
         errors.append(Error("RATELIMIT_STORE_TIMEOUT must be positive and RATELIMIT_STORE_RETRY not negative.", id="quotas.E005"))
     return errors
+
+
+def abuse_settings_errors() -> list[Error]:
+    from homepocket.tally import SUBJECT_ADDRESSES_MAX
+
+    wrong = []
+    if settings.ABUSE_FLUSH_SECONDS <= 0 or settings.ABUSE_FLUSH_SECONDS > 60:
+        wrong.append("ABUSE_FLUSH_SECONDS must be above 0 and at most 60 (a minute is judged at its flushes).")
+    if settings.ABUSE_RATE_FACTOR <= 1 or settings.ABUSE_RATE_FLOOR < 1:
+        wrong.append("ABUSE_RATE_FACTOR must be above 1 and ABUSE_RATE_FLOOR at least 1.")
+    if not 0 < settings.ABUSE_BASELINE_WEIGHT <= 1 or settings.ABUSE_BASELINE_MIN_MINUTES < 1 or settings.ABUSE_BASELINE_DAYS < 1:
+        wrong.append("ABUSE_BASELINE_WEIGHT must be in (0, 1]; ABUSE_BASELINE_MIN_MINUTES and ABUSE_BASELINE_DAYS at least 1.")
+    if not 1 <= settings.ABUSE_IP_LIMIT < SUBJECT_ADDRESSES_MAX or not 1 <= settings.ABUSE_IP_WINDOW_MINUTES <= 60:
+        wrong.append(f"ABUSE_IP_LIMIT must be 1 to {SUBJECT_ADDRESSES_MAX - 1} and ABUSE_IP_WINDOW_MINUTES 1 to 60.")
+    return [Error(message, hint="docs/configuration.md, abuse signals", id="quotas.E006") for message in wrong]

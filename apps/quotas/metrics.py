@@ -21,3 +21,12 @@ QUOTA_WARNINGS = Counter(
     "Subjects that passed the warning share of a daily or monthly quota, by scope.",
     ["scope"],
 )
+ABUSE_FLAGS = Counter(
+    "homepocket_abuse_flags_total",
+    "Abuse flags raised (apps/quotas/abuse.py), by signal (rate_spike, many_ips) and subject (api_key, device).",
+    ["signal", "subject"],
+)
+ABUSE_STORE_ERRORS = Counter(
+    "homepocket_abuse_store_errors_total",
+    "Abuse-signal flushes that could not reach Redis (their counts were dropped).",
+)

@@ -26,6 +26,9 @@ class ApiKey(models.Model):
     # key strings issued before this time (the retired secret) are refused with `token_revoked`.
     tokens_valid_after = models.DateTimeField(null=True, blank=True)
     retired_secret_hash = models.CharField(max_length=64, blank=True, editable=False)
+    # Set when an abuse flag suspended the key (ABUSE_SUSPEND_API_KEYS, docs/quotas.md): refused
+    # with 403 API_KEY_SUSPENDED until an operator lifts it in the admin.
+    suspended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -109,3 +112,40 @@ class QuotaNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} at {self.used}/{self.limit} of {self.scope}"
+
+
+class AbuseSignal(models.TextChoices):
+    RATE_SPIKE = "rate_spike", "rate spike"
+    MANY_IPS = "many_ips", "many client addresses"
+
+
+class AbuseAction(models.TextChoices):
+    NONE = "", "flagged only"
+    SUSPENDED = "suspended", "API key suspended"
+
+
+class AbuseFlag(models.Model):
+    """An abuse signal raised for an API key or a device (apps/quotas/abuse.py): counts, never addresses."""
+
+    subject_kind = models.CharField(max_length=16, choices=[(Subject.API_KEY, "API key"), (Subject.DEVICE, "device")])
+    subject_id = models.CharField(max_length=64, db_index=True)
+    signal = models.CharField(max_length=16, choices=AbuseSignal.choices)
+    # What was seen: {"minute", "requests", "baseline", "threshold"} or {"distinct_ips", "window_minutes", "limit"}.
+    observed = models.JSONField(default=dict)
+    action = models.CharField(max_length=16, choices=AbuseAction.choices, blank=True, default=AbuseAction.NONE)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=64, blank=True, help_text="The admin user id who resolved it.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One open flag per subject and signal, however many nodes see the pattern (no flood).
+            models.UniqueConstraint(
+                fields=["subject_kind", "subject_id", "signal"], condition=models.Q(resolved_at__isnull=True),
+                name="quotas_abuseflag_one_open_per_subject_signal",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_signal_display()} of {self.subject_kind}:{self.subject_id}"

@@ -41,6 +41,11 @@ class ApiKeyRefused(ApplicationError):
         super().__init__(details={"reason": reason}, headers={"WWW-Authenticate": "Api-Key"})
 
 
+class ApiKeySuspended(ApplicationError):
+    code = "API_KEY_SUSPENDED"
+    default_message = "This API key is suspended after an abuse signal; an operator can lift the suspension."
+
+
 def _secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -75,7 +80,7 @@ def api_keys_revoke(*, key_ids: list, admin_user_id=None) -> int:
     return count
 
 
-API_KEYS_CHANGED = "api_keys.changed"  # broadcast topic: these keys were revoked or rotated
+API_KEYS_CHANGED = "api_keys.changed"  # broadcast topic: these keys were revoked, rotated, suspended or lifted
 
 
 def api_keys_changed_announce(key_ids: list[str]) -> None:
@@ -119,6 +124,8 @@ def api_key_verify(presented: str) -> ApiKey:
         raise ApiKeyRefused("unknown_key")
     if key.is_revoked:
         raise ApiKeyRefused("revoked")
+    if key.suspended_at is not None:
+        raise ApiKeySuspended()  # before last_used_at: a refused request changes nothing
     now = timezone.now()
     if key.last_used_at is None or key.last_used_at < now - LAST_USED_INTERVAL:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)  # at most once a minute

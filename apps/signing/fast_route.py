@@ -28,6 +28,7 @@ from homepocket import metrics
 from homepocket.api.envelope import envelope_error, envelope_success
 from homepocket.api.errors import ApplicationError
 from homepocket.api.request_id import current_request_id, request_id_choose
+from homepocket.client_ip import scope_client_ip
 
 PATH = "/api/v1/signing/sign"
 ROUTE = "/api/v1/signing/sign"
@@ -116,6 +117,8 @@ async def sign_route(scope, receive, send) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": payload})
+    api_key_id = seen.get("api_key_id")
     metrics.request_observe(
-        method="POST", route=ROUTE, status=status, seconds=time.perf_counter() - started, api_key_id=seen.get("api_key_id")
+        method="POST", route=ROUTE, status=status, seconds=time.perf_counter() - started, api_key_id=api_key_id,
+        client_ip=scope_client_ip(scope) if api_key_id is not None else "",  # the abuse signals (apps/quotas/abuse.py)
     )  # fmt: skip

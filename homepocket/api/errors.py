@@ -24,6 +24,7 @@ _CODES = [
     ErrorCode("REPLAY_DETECTED", 400, "A signed request or message was seen before or is too old."),
     ErrorCode("INVALID_TOKEN", 401, "The bearer token is missing, malformed, expired, not signed by the device's key, or the device is unknown or revoked."),
     ErrorCode("FORBIDDEN", 403, "The caller is authenticated but may not act on this book or resource."),
+    ErrorCode("API_KEY_SUSPENDED", 403, "The API key is suspended after an abuse signal; an operator lifts the suspension in the admin."),
     ErrorCode("COMPLIANCE_VIOLATION", 403, "The operation would break a retention or compliance rule."),
     ErrorCode("NOT_FOUND", 404, "No endpoint at this path."),
     ErrorCode("BOOK_NOT_FOUND", 404, "No book with this id."),

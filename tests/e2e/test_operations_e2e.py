@@ -41,7 +41,7 @@ def test_sigterm_drains_health_first_while_requests_are_still_served(tmp_path, a
         server.stop()
 
 
-ORDER = ["database", "redis", "buffers", "channel_layer", "signer_pool", "aggregates", "heartbeat"]
+ORDER = ["database", "redis", "buffers", "channel_layer", "signer_pool", "aggregates", "abuse", "heartbeat"]
 STARTED = [part for part in ORDER if part != "buffers"]  # the buffers have nothing to start
 
 

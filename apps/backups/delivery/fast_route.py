@@ -182,13 +182,14 @@ def _recheck(principal: VerifiedDevice, token: str) -> None:
     device_touch(VerifiedDevice(device=device, claims=principal.claims))
 
 
-async def _answer(scope, headers: dict[bytes, bytes], receive, quota_headers: dict[str, str]) -> dict:
+async def _answer(scope, headers: dict[bytes, bytes], receive, quota_headers: dict[str, str], seen: dict) -> dict:
     principal, token = await _authenticate(headers)
     try:
         subjects = QuotaSubjects(
             device_id=principal.device_id, book_id=principal.book_id, plan=principal.device.book.plan,
             ip=client_ip(_Request(scope, headers)),
         )  # fmt: skip
+        seen.update(device_id=principal.device_id, client_ip=subjects.ip)  # the abuse signals (apps/quotas/abuse.py)
         quota_headers.update(
             await quota_leases.consume(scopes=SCOPES, subjects=subjects, subject_key=f"{principal.device_id}|{subjects.ip}")
         )
@@ -249,9 +250,10 @@ async def request_route(scope, receive, send) -> None:
     token = current_request_id.set(request_id)
     quota_headers: dict[str, str] = {}
     extra_headers: dict[str, str] = {}
+    seen: dict = {}
     try:
         try:
-            body, status = envelope_success(await _answer(scope, headers, receive, quota_headers)), 200
+            body, status = envelope_success(await _answer(scope, headers, receive, quota_headers, seen)), 200
         except ConnectionAbortedError:
             return
         except Exception as exc:  # noqa: BLE001 — every error becomes the envelope, as in DRF
@@ -268,7 +270,7 @@ async def request_route(scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
         duration = time.perf_counter() - started
-        metrics.request_observe(method="POST", route=ROUTE, status=status, seconds=duration)
+        metrics.request_observe(method="POST", route=ROUTE, status=status, seconds=duration, **seen)
         # As request_context_middleware logs it: the route template, never the path or the body.
         access_log.info("request", extra={"method": "POST", "route": ROUTE, "status": status,
                                           "duration_ms": round(duration * 1000, 2)})  # fmt: skip
