@@ -22,8 +22,8 @@ from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from apps.photos.object_urls import ObjectURLs  # noqa: E402
 from homepocket.body_limit import BodyLimitMiddleware  # noqa: E402
-from homepocket.routing import websocket_urlpatterns  # noqa: E402
 from homepocket.lifespan import lifespan  # noqa: E402
+from homepocket.routing import websocket_urlpatterns  # noqa: E402
 
 
 class ApiASGIHandler(ASGIHandler):
