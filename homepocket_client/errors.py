@@ -108,6 +108,7 @@ ERROR_CLASSES: dict[str, type[HomePocketError]] = {
     "REPLAY_DETECTED": InvalidArgument,
     "INVALID_TOKEN": InvalidToken,
     "FORBIDDEN": Forbidden,
+    "API_KEY_SUSPENDED": Forbidden,
     "COMPLIANCE_VIOLATION": Forbidden,
     "NOT_FOUND": NotFound,
     "BOOK_NOT_FOUND": NotFound,

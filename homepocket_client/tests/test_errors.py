@@ -31,6 +31,7 @@ SERVER_CODES = [
     ("REPLAY_DETECTED", 400, InvalidArgument),
     ("INVALID_TOKEN", 401, InvalidToken),
     ("FORBIDDEN", 403, Forbidden),
+    ("API_KEY_SUSPENDED", 403, Forbidden),
     ("COMPLIANCE_VIOLATION", 403, Forbidden),
     ("NOT_FOUND", 404, NotFound),
     ("BOOK_NOT_FOUND", 404, NotFound),
