@@ -118,3 +118,13 @@ def signer_sidecar(tmp_path_factory):
     settings.SIGNER_SOCKETS = previous
     signer_clients_reset()
     signers.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hot_config_stopped_before_the_test_database_goes(django_db_setup, django_db_blocker):
+    """The hot-configuration thread polls the database; it ends before pytest-django drops the
+    test database (set up after it, so torn down first), or its next poll would fail at exit."""
+    yield
+    from apps.cluster.hot_config import hot_config_stop
+
+    hot_config_stop()

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from homepocket.redis_clients import broadcast
+from homepocket.shutdown import on_shutdown
 
 logger = logging.getLogger("homepocket.cluster")
 
@@ -43,8 +44,10 @@ class HotConfig:
 
 _applied = HotConfig()
 _wake = threading.Event()
+_stop = threading.Event()
 _thread: threading.Thread | None = None
 _start_lock = threading.Lock()
+_stop_hooked = False
 
 
 def hot_config() -> HotConfig:
@@ -105,6 +108,11 @@ def hot_config_start() -> None:
             return
         if broadcast.distributed:
             broadcast.start()  # hear announcements from the start, whatever else uses Redis
+        global _stop_hooked
+        if not _stop_hooked:
+            on_shutdown(hot_config_stop)  # no read after the process let go of its database
+            _stop_hooked = True
+        _stop.clear()
         _thread = threading.Thread(target=_run, name="hot-config", daemon=True)
         _thread.pid = os.getpid()
         _thread.start()
@@ -122,9 +130,18 @@ def _due(*, woken: bool, last_read: float, epoch_read: int) -> bool:
     return elapsed >= settings.HOT_CONFIG_SAFETY_SECONDS
 
 
+def hot_config_stop() -> None:
+    """End this process's hot-configuration thread (a clean stop; the test run, before its database goes)."""
+    _stop.set()
+    _wake.set()
+    thread = _thread
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(5)
+
+
 def _run() -> None:
     woken, last_read, epoch_read = True, 0.0, -1
-    while True:
+    while not _stop.is_set():
         if _due(woken=woken, last_read=last_read, epoch_read=epoch_read):
             _wake.clear()
             epoch_read, last_read = broadcast.epoch, time.monotonic()
@@ -135,4 +152,4 @@ def _run() -> None:
             finally:
                 close_old_connections()
                 connection.close()
-        woken = _wake.wait(1.0)  # a check costs no query; a read happens only when due
+        woken = _wake.wait(1.0) and not _stop.is_set()  # a check costs no query; a read happens only when due
