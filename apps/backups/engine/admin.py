@@ -6,7 +6,8 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from apps.backups.engine import catalog, scheduling, services
-from apps.backups.engine.models import BackupAlert, BackupRun, BackupSchedule, SnapshotRecord, StorageLocation
+from apps.audit.services import audit_event_record
+from apps.backups.engine.models import AllowedRegion, BackupAlert, BackupRun, BackupSchedule, SnapshotRecord, StorageLocation
 from apps.backups.engine.repository import RepositoryError
 from homepocket.api.errors import ApplicationError
 from homepocket.view_only_admin import ViewOnlyModelAdmin
@@ -15,6 +16,37 @@ from homepocket.view_only_admin import ViewOnlyModelAdmin
 @admin.register(StorageLocation)
 class StorageLocationAdmin(admin.ModelAdmin):
     list_display = ("name", "url", "region", "created_at")
+
+
+@admin.register(AllowedRegion)
+class AllowedRegionAdmin(admin.ModelAdmin):
+    """The residency policy (docs/backups.md, "Data residency"): compliance officers edit it; every change is audited."""
+
+    list_display = ("region", "note", "created_at", "created_by")
+    readonly_fields = ("created_at", "created_by")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+        self._audit(obj, "changed" if change else "allowed", request)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        self._audit(obj, "removed", request)
+
+    def delete_queryset(self, request, queryset):
+        regions = list(queryset)
+        super().delete_queryset(request, queryset)
+        for obj in regions:
+            self._audit(obj, "removed", request)
+
+    @staticmethod
+    def _audit(obj: AllowedRegion, action: str, request) -> None:
+        audit_event_record(
+            event_type="config.changed", outcome="success", target="backup_residency",
+            details={"region": obj.region, "action": action, "actor": request.user.get_username()},
+        )  # fmt: skip
 
 
 @admin.register(BackupSchedule)

@@ -18,11 +18,28 @@ class StorageLocation(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     url = models.CharField(max_length=512, help_text="A directory, or s3://bucket/prefix (credentials from BACKUP_S3_*).")
-    region = models.CharField(max_length=64, help_text="Where the data lives (eu-central-1, on-premises-paris, ...): checked against BACKUP_ALLOWED_REGIONS.")
+    region = models.CharField(max_length=64, help_text="Where the data lives (eu-central-1, on-premises-paris, ...): checked against the allowed regions (the residency policy).")
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.region})"
+
+
+class AllowedRegion(models.Model):
+    """The data-residency policy as rows a compliance officer edits in the admin: backups may go only
+    to storage locations in these regions. While there is none, BACKUP_ALLOWED_REGIONS applies
+    (empty: any region)."""
+
+    region = models.CharField(max_length=64, unique=True, help_text="A region a storage location may be in (eu-central-1, on-premises-paris, ...).")
+    note = models.CharField(max_length=200, blank=True, help_text="Why (the rule or contract that allows it).")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.CharField(max_length=150, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["region"]
+
+    def __str__(self) -> str:
+        return self.region
 
 
 class BackupType(models.TextChoices):

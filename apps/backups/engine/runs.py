@@ -7,7 +7,8 @@ made QUEUED by `backup_run_request` and carried out by `backup_run_execute` in a
   after the schedule (or the kind and type of an on-demand run), so a second run of the same
   schedule anywhere in the cluster while one runs is REFUSED, not queued behind it.
 - **Claimed once**: QUEUED → RUNNING is a conditional UPDATE (a task delivered twice runs once).
-- **Residency**: a run to a storage location outside BACKUP_ALLOWED_REGIONS is refused with
+- **Residency**: a run to a storage location outside the allowed regions (AllowedRegion rows, else
+  BACKUP_ALLOWED_REGIONS) is refused with
   COMPLIANCE_VIOLATION before anything is read (and raises that alert).
 - **Outcome**: SUCCEEDED with the snapshot and its stats, or FAILED with the error; a failure
   raises BACKUP_FAILED (RECOVERY_FAILED for a test restore, CORRUPTION_DETECTED for a verify that
@@ -48,9 +49,17 @@ def alert_raise(*, kind: str, message: str, schedule_id: int | None = None, run_
     return alert
 
 
+def residency_allowed_regions() -> list[str]:
+    """The regions backups may go to: the AllowedRegion rows, else BACKUP_ALLOWED_REGIONS (empty: any)."""
+    from apps.backups.engine.models import AllowedRegion
+
+    rows = list(AllowedRegion.objects.values_list("region", flat=True))
+    return rows or list(settings.BACKUP_ALLOWED_REGIONS)
+
+
 def location_residency_check(*, location: StorageLocation | None, schedule_id: int | None = None) -> None:
     """COMPLIANCE_VIOLATION (and its alert) when the location's region is not one the policy allows."""
-    allowed = settings.BACKUP_ALLOWED_REGIONS
+    allowed = residency_allowed_regions()
     if not allowed:
         return
     region = location.region if location is not None else settings.BACKUP_REPOSITORY_REGION

@@ -2,6 +2,8 @@
 
 from django.db import migrations
 
+from apps.backups.migration_support import groups_grant
+
 ROLES = {
     "backup_admin": ["backup_create", "backup_delete", "backup_restore", "backup_validate", "backup_view", "backup_manage_schedules",
                      "backup_manage_holds", "backup_read_audit"],
@@ -13,20 +15,7 @@ ROLES = {
 
 
 def create_roles(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    # Permissions are made after all migrations (post_migrate); make this app's now, to grant them.
-    # Every query on the database being migrated (migrate_to_postgres migrates a target while the
-    # default database is the embedded one, which must stay untouched).
-    db = schema_editor.connection.alias
-    config = apps.get_app_config("backups")
-    config.models_module = True
-    create_permissions(config, apps=apps, verbosity=0, using=db)
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, codenames in ROLES.items():
-        group, _ = Group.objects.using(db).get_or_create(name=role)
-        group.permissions.add(*Permission.objects.using(db).filter(content_type__app_label="backups", codename__in=codenames))
+    groups_grant(apps, schema_editor, ROLES)
 
 
 def drop_roles(apps, schema_editor):

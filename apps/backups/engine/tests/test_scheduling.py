@@ -191,9 +191,12 @@ def test_the_retention_task_runs_each_schedule_with_rules_as_an_audited_run(repo
 def test_the_roles_exist_with_their_permissions():
     perms = {g.name: set(g.permissions.values_list("codename", flat=True)) for g in Group.objects.filter(name__in=["backup_admin", "backup_operator", "recovery_specialist", "compliance_officer", "read_only"])}
     assert len(perms) == 5
-    assert perms["read_only"] == {"backup_view"}
+    assert perms["read_only"] == {"backup_view", "view_allowedregion"}
     assert "backup_restore" in perms["recovery_specialist"] and "backup_restore" not in perms["backup_operator"]
     assert "backup_manage_holds" in perms["compliance_officer"] and "backup_delete" in perms["backup_admin"]
+    # The residency policy (migration 0004): compliance officers change it, the others only see it.
+    assert {"add_allowedregion", "change_allowedregion", "delete_allowedregion"} <= perms["compliance_officer"]
+    assert not any(p.startswith(("add_", "change_", "delete_")) for role in perms if role != "compliance_officer" for p in perms[role] if p.endswith("_allowedregion"))
 
 
 def test_migrate_with_pending_migrations_takes_a_database_backup_first(repository_dir, settings):
