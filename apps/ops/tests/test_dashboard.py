@@ -88,7 +88,11 @@ def test_the_backups_panel_shows_each_schedule_with_its_last_success_and_next_ru
 
     now = timezone.now()
     hourly = backup_schedule_save(schedule=BackupSchedule(name="db-hourly", backup_type="database", crontab="0 * * * *"))
-    BackupSchedule.objects.filter(pk=hourly.pk).update(last_started_at=now - timedelta(minutes=5), last_success_at=now - timedelta(minutes=4))
+    # Its run of this hour started on time (a start before the top of the hour would leave that
+    # hour's run overdue) and succeeded a second later.
+    started = now.replace(minute=0, second=0, microsecond=0)
+    success = started + timedelta(seconds=1)
+    BackupSchedule.objects.filter(pk=hourly.pk).update(last_started_at=started, last_success_at=success)
     # Created two days ago and never run: its daily run is overdue.
     late = backup_schedule_save(schedule=BackupSchedule(name="objects-daily", backup_type="objects", crontab="30 2 * * *"))
     BackupSchedule.objects.filter(pk=late.pk).update(created_at=now - timedelta(days=2))
@@ -97,7 +101,8 @@ def test_the_backups_panel_shows_each_schedule_with_its_last_success_and_next_ru
 
     page = staff_client.get("/ops/").content.decode()
     hourly_row = page[page.index('data-schedule="db-hourly"'):page.index('data-schedule="objects-daily"')]
-    assert "4 min ago" in hourly_row and "never" not in hourly_row and "overdue" not in hourly_row
+    assert f'datetime="{success.isoformat()}"' in hourly_row and " ago" in hourly_row
+    assert "never" not in hourly_row and "overdue" not in hourly_row
     next_hour = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     assert f'datetime="{next_hour.isoformat()}"' in hourly_row  # the next run: the top of the next hour
     late_row = page[page.index('data-schedule="objects-daily"'):]
