@@ -8,9 +8,14 @@ at a clean stop (remove the heartbeat, flush the last counts) through homepocket
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 
+from asgiref.sync import sync_to_async
+
 from homepocket.shutdown import on_shutdown
+
+logger = logging.getLogger(__name__)
 
 
 class ProcessLoop:
@@ -29,6 +34,26 @@ class ProcessLoop:
         if not self._hooked:
             on_shutdown(self.stop)
             self._hooked = True
+
+    def start_periodic(self, flush: Callable[[], object], *, every: Callable[[], float], what: str) -> None:
+        """Run `flush` (blocking work, on a worker thread) every `every()` seconds and once more at a
+        clean stop; a failing run is logged ("<what> not flushed") and the next one tries again."""
+
+        async def run() -> None:
+            while True:
+                await asyncio.sleep(every())
+                try:
+                    await sync_to_async(flush, thread_sensitive=False)()
+                except Exception as exc:  # its store or the database is down: the next run tries again
+                    logger.warning(f"{what} not flushed", extra={"loop": self.name, "error_class": type(exc).__name__})
+
+        def last() -> None:
+            try:
+                flush()
+            except Exception as exc:
+                logger.warning(f"{what}: last flush failed", extra={"loop": self.name, "error_class": type(exc).__name__})
+
+        self.start(run, at_stop=last)
 
     def stop(self) -> None:
         """Cancel the loop (from any thread) and run its last action; safe to call twice."""

@@ -75,6 +75,10 @@ class SignRequest:
     material: WrappedKey
 
 
+# The order of PING's key-cache counts (signer/keycache.py's states).
+KEY_CACHE_STATES = ("warm", "cool", "invalid")
+
+
 @dataclass(frozen=True)
 class PingResult:
     request_id: int

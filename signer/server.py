@@ -142,7 +142,7 @@ class SignerProtocol(asyncio.Protocol):
             log.info("signer.key_created key_id=%s master_key_id=%s", request.key_id, master_key_id)
             return p.CreateResult(request.request_id, public_key, material, master_key_id)
         keys = self.engine.state_counts()["key"]
-        counts = (keys.get("warm", 0), keys.get("cool", 0), keys.get("invalid", 0))
+        counts = tuple(keys.get(state, 0) for state in p.KEY_CACHE_STATES)
         return p.PingResult(request.request_id, rng_ok=True, pid=os.getpid(), key_cache=counts)
 
 

@@ -166,14 +166,12 @@ def _relay_sockets() -> int:
     return int(_metric_total(relay_metrics.SOCKETS, "homepocket_relay_sockets"))
 
 
-KEY_CACHE_STATES = ("warm", "cool", "invalid")
-
-
 async def _signer_state() -> tuple[str, dict[str, int] | None]:
     """The signers' state ("up", "down (1 of 2)", "none") and their key-cache states, summed."""
     if not settings.SIGNER_SOCKETS:
         return "none", None
     from apps.signing.client import signer_client
+    from signer.protocol import KEY_CACHE_STATES
 
     try:
         answers = await signer_client().status_all()

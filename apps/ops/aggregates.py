@@ -23,13 +23,11 @@ at most OPS_FLUSH_SECONDS of its counts; a tally is filed under the minute it wa
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from homepocket.redis_clients import sync_client
@@ -175,29 +173,13 @@ class Flusher:
                     tallies_give_back(tallies, api_keys)
             return added
 
-    def flush_last(self) -> None:
-        try:
-            self.flush()
-        except Exception as exc:
-            logger.warning("ops aggregates: last flush failed", extra={"error_class": type(exc).__name__})
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(settings.OPS_FLUSH_SECONDS)
-            try:
-                await sync_to_async(self.flush, thread_sensitive=False)()
-            except Exception as exc:  # the store is down: the counts wait for the next flush
-                logger.warning("ops aggregates not flushed", extra={"error_class": type(exc).__name__})
-
-
 _loop = ProcessLoop("ops-aggregates")
 
 
 def aggregates_start() -> None:
     """Start this process's flusher from its event loop (the ASGI lifespan startup); once per process."""
-    flusher = Flusher()
     # At a clean stop: the counts since the last flush are added, not lost.
-    _loop.start(flusher.run, at_stop=flusher.flush_last)
+    _loop.start_periodic(Flusher().flush, every=lambda: settings.OPS_FLUSH_SECONDS, what="ops aggregates")
 
 
 def aggregates_stop() -> None:

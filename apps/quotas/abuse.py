@@ -26,13 +26,11 @@ devices already have their operator action (sign out, revoke).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import IntegrityError, transaction
@@ -263,28 +261,12 @@ def api_keys_suspension_lift(*, key_ids: list, admin_user_id=None) -> int:
 # --- this process's loop --------------------------------------------------------------------------
 
 
-async def _run() -> None:
-    while True:
-        await asyncio.sleep(settings.ABUSE_FLUSH_SECONDS)
-        try:
-            await sync_to_async(abuse_flush, thread_sensitive=False)()
-        except Exception as exc:  # the database is down: the next tick tries again
-            logger.warning("abuse signals not evaluated", extra={"error_class": type(exc).__name__})
-
-
-def _last_flush() -> None:
-    try:
-        abuse_flush()
-    except Exception as exc:
-        logger.warning("abuse signals: last flush failed", extra={"error_class": type(exc).__name__})
-
-
 _loop = ProcessLoop("abuse-signals")
 
 
 def abuse_start() -> None:
     """Start this process's abuse flush from its event loop (the ASGI lifespan startup); once per process."""
-    _loop.start(_run, at_stop=_last_flush)
+    _loop.start_periodic(abuse_flush, every=lambda: settings.ABUSE_FLUSH_SECONDS, what="abuse signals")
 
 
 def abuse_stop() -> None:

@@ -103,9 +103,7 @@ class LiveServer:
             if self._database_name:
                 _admin_execute(f'CREATE DATABASE "{self._database_name}"')
             if migrate:
-                subprocess.run(
-                    [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=self.env, check=True
-                )
+                _migrate(self.env)
         for command in setup:
             self.manage(*command)
         if self.command == "serve":
@@ -195,7 +193,7 @@ class _Templates:
             database = f"hp_tpl_{uuid.uuid4().hex[:12]}"
             _admin_execute(f'CREATE DATABASE "{database}"')
             env["DATABASE_URL"] = _with_database(os.environ["DATABASE_URL"], database)
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
+        _migrate(env)
         return var, database
 
     def copy_to(self, server: LiveServer) -> None:
@@ -223,6 +221,10 @@ class _Templates:
 
 
 _templates = _Templates()
+
+
+def _migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
 
 
 def _with_database(url: str, name: str) -> str:
