@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from homepocket.redis_clients import broadcast
 from homepocket.shutdown import on_shutdown
@@ -150,6 +150,11 @@ def _run() -> None:
             except Exception as exc:  # the database is down, or not migrated yet: keep what is applied
                 logger.warning("hot configuration not read", extra={"event": "hot_config_failed", "error": type(exc).__name__})
             finally:
-                close_old_connections()
-                connection.close()
+                # No connection is held between reads. close_old_connections() here would ask a
+                # closed connection for its autocommit, which reconnects, and with the database
+                # down that raised out of this loop and ended the thread for good.
+                try:
+                    connection.close()
+                except Exception:  # a broken connection: it is gone either way
+                    pass
         woken = _wake.wait(1.0) and not _stop.is_set()  # a check costs no query; a read happens only when due
