@@ -15,19 +15,19 @@ from psycopg import sql
 
 from apps.backups.engine.digests import digests_compare, postgres_connect, postgres_table_digests, sqlite_table_digests
 from apps.backups.engine.repository import Progress, Repository, RepositoryError
-from apps.backups.engine.sources import postgres_tool
+from apps.backups.engine.sources import database_entry_names, postgres_tool, restored_database_path
 
 
 def database_drill(*, repo: Repository, snapshot_id: str, settings_dict: dict, scratch: Path, progress: Progress | None = None) -> dict:
     """{"snapshot", "tables_checked", "rows", "mismatches", "ok"} for the snapshot's database."""
     say = progress or (lambda line: None)
     manifest = repo.snapshot_get(snapshot_id)
-    names = [entry["name"] for entry in manifest["files"] if entry["name"].startswith("database/")]
+    names = database_entry_names(manifest)
     recorded = manifest.get("database_tables")
-    if len(names) != 1 or recorded is None:
+    if not names or recorded is None:
         raise RepositoryError(f"snapshot {snapshot_id} holds no database with recorded table digests")
     repo.restore(snapshot_id, to=scratch, only=set(names), progress=progress)
-    restored_file = scratch / names[0]
+    restored_file = restored_database_path(scratch, manifest)
     if manifest["database_vendor"] == "sqlite":
         restored = sqlite_table_digests(restored_file)
     elif manifest["database_vendor"] == "postgresql":

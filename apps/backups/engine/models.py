@@ -47,6 +47,10 @@ class BackupType(models.TextChoices):
     OBJECTS = "objects", "photo objects"
     CONFIG = "config", "configuration and secrets bundle"
     FULL = "full", "database, objects and configuration"
+    # Point-in-time recovery (PostgreSQL only, engine/physical.py): a pg_basebackup, and the WAL
+    # segments archived since, pushed from the archive spool.
+    PHYSICAL = "physical", "PostgreSQL base backup (pg_basebackup)"
+    WAL = "wal", "archived PostgreSQL WAL segments"
 
 
 class BackupSchedule(models.Model):
@@ -84,6 +88,7 @@ class RunKind(models.TextChoices):
     TEST_RESTORE = "test_restore", "test restore"
     VERIFY = "verify", "integrity verify"
     RETENTION = "retention", "retention"
+    RECOVERY = "recovery", "recovery"
 
 
 class RunTrigger(models.TextChoices):

@@ -71,6 +71,20 @@ def postgres_dump(*, settings_dict: dict, dest: Path) -> dict:
         return postgres_table_digests(cursor)
 
 
+def database_entry_names(manifest: dict) -> list[str]:
+    """The names of a snapshot's files that make up its database copy (empty: it holds none)."""
+    return [entry["name"] for entry in manifest["files"] if entry["name"].startswith("database/")]
+
+
+def restored_database_path(root: Path, manifest: dict) -> Path:
+    """Where the database copy of `manifest` is once its database files are restored under `root`:
+    the SQLite file, or what pg_restore takes (the custom-format dump)."""
+    names = database_entry_names(manifest)
+    if len(names) != 1:
+        raise SourceError(f"snapshot {manifest['id']} holds no single database copy")
+    return Path(root) / names[0]
+
+
 def database_snapshot(*, settings_dict: dict, vendor: str, scratch: Path) -> tuple[str, Path, dict]:
     """(name in the snapshot, path of the copy, per-table digests) for the configured database."""
     if vendor == "sqlite":
