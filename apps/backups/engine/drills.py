@@ -15,7 +15,7 @@ from psycopg import sql
 
 from apps.backups.engine.digests import digests_compare, postgres_connect, postgres_table_digests, sqlite_table_digests
 from apps.backups.engine.repository import Progress, Repository, RepositoryError
-from apps.backups.engine.sources import database_entry_names, postgres_tool, restored_database_path
+from apps.backups.engine.sources import database_entry_names, postgres_restore, restored_database_path
 
 
 def database_drill(*, repo: Repository, snapshot_id: str, settings_dict: dict, scratch: Path, progress: Progress | None = None) -> dict:
@@ -51,7 +51,7 @@ def _postgres_restored_digests(dump: Path, *, settings_dict: dict, say) -> dict:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch_db)))
         try:
             say(f"test-restore: pg_restore into scratch database {scratch_db}")
-            postgres_tool("pg_restore", settings_dict, "--no-owner", "--exit-on-error", str(dump), dbname=scratch_db)
+            postgres_restore(dump, settings_dict=settings_dict, dbname=scratch_db)
             with postgres_connect(settings_dict, dbname=scratch_db) as conn, conn.cursor() as cursor:
                 return postgres_table_digests(cursor)
         finally:

@@ -57,6 +57,11 @@ def postgres_tool(program: str, settings_dict: dict, *args: str, dbname: str | N
         raise SourceError(f"{program} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
 
 
+def postgres_restore(dump: Path, *, settings_dict: dict, dbname: str, extra_args: tuple[str, ...] = ()) -> None:
+    """`pg_restore` of a snapshot's database copy (restored_database_path) into `dbname` on the server `settings_dict` names."""
+    postgres_tool("pg_restore", settings_dict, "--no-owner", "--exit-on-error", *extra_args, str(dump), dbname=dbname)
+
+
 def postgres_dump(*, settings_dict: dict, dest: Path) -> dict:
     """`pg_dump` custom format (uncompressed) to `dest`; the per-table digests of the very same snapshot.
 
