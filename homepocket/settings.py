@@ -400,6 +400,15 @@ BACKUP_REPOSITORY_REGION = env_str("BACKUP_REPOSITORY_REGION", "")
 # A schedule whose due run has not started this long after it was due raises BACKUP_DELAYED.
 BACKUP_DELAY_GRACE_SECONDS = env_int("BACKUP_DELAY_GRACE_SECONDS", 900)
 
+# Point-in-time recovery (apps/backups/engine/physical.py, docs/backups.md): PostgreSQL's
+# archive_command copies finished WAL segments into this spool; a `wal` backup moves them into the
+# repository. BACKUP_PHYSICAL_DATABASE_URL is the server pg_basebackup copies (a user with the
+# REPLICATION attribute); unset, the server of DATABASE_URL. BACKUP_POSTGRES_BIN_DIR holds
+# pg_basebackup and pg_waldump; unset, `pg_config --bindir`, else the PATH.
+BACKUP_WAL_SPOOL_DIR = Path(env_str("BACKUP_WAL_SPOOL_DIR", str(VAR_DIR / "backups" / "wal-spool")))
+BACKUP_PHYSICAL_DATABASE_URL = env_secret("BACKUP_PHYSICAL_DATABASE_URL")
+BACKUP_POSTGRES_BIN_DIR = env_str("BACKUP_POSTGRES_BIN_DIR", "")
+
 # --- pairing ----------------------------------------------------------------------------------
 
 BOOK_MAX_DEVICES = env_int("BOOK_MAX_DEVICES", 10)

@@ -152,7 +152,8 @@ def _backup(run: BackupRun, progress) -> dict:
     manifest = services.backup_create(
         backup_type=run.backup_type or "full", schedule=run.schedule.name if run.schedule else "", repository=run.location_url, progress=progress
     )
-    return {"snapshot_id": manifest["id"], "stats": manifest["stats"], "duration_seconds": manifest["duration_seconds"], "kind": manifest["kind"]}
+    result = {"snapshot_id": manifest["id"] or "", "stats": manifest["stats"], "duration_seconds": manifest["duration_seconds"], "kind": manifest["kind"]}
+    return result | ({"message": manifest["message"]} if "message" in manifest else {})  # an empty WAL spool: no snapshot
 
 
 def _test_restore(run: BackupRun, progress) -> dict:

@@ -10,7 +10,8 @@
 - `schedule_retention_apply`: the schedule's GFS rules over the snapshots it made (the manifest
   records the schedule's name), plus `delete_after_days` (forgotten past that age whatever GFS
   keeps) and `archive_after_days` (marked archived in the catalog); held snapshots are never
-  forgotten (the hold is reported, the rest proceeds).
+  forgotten (the hold is reported, the rest proceeds). A `wal` schedule forgets exactly the WAL
+  snapshots no remaining base backup needs, whatever its rules.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django.utils import timezone
 from apps.audit.services import audit_event_record
 from apps.backups.engine import metrics, services
 from apps.backups.engine.models import AlertKind, BackupAlert, BackupSchedule, SnapshotRecord
+from apps.backups.engine.physical import wal_snapshots_unneeded
 from apps.backups.engine.retention import RetentionPolicy, snapshots_to_keep
 from apps.backups.engine.runs import alert_raise, location_residency_check, run_location_url
 from homepocket.api.errors import ApplicationError
@@ -153,7 +155,13 @@ def schedule_retention_apply(*, schedule: BackupSchedule, dry_run: bool = False,
     )  # fmt: skip
     keep = snapshots_to_keep(mine, policy) if not policy.empty() else {snapshot_id: ["no rules"] for snapshot_id, _ in mine}
     doomed = {snapshot_id for snapshot_id, _ in mine if snapshot_id not in keep}
-    if schedule.delete_after_days is not None:
+    if schedule.backup_type == "wal":
+        # WAL is kept by what the base backups need, never by age or count: GFS over WAL would cut
+        # the chain a kept base backup recovers through (engine/physical.py).
+        unneeded = set(wal_snapshots_unneeded(repo.snapshots())) & {snapshot_id for snapshot_id, _ in mine}
+        keep = {snapshot_id: ["a base backup needs it"] for snapshot_id, _ in mine if snapshot_id not in unneeded}
+        doomed = unneeded
+    elif schedule.delete_after_days is not None:
         cutoff = now - timedelta(days=schedule.delete_after_days)
         doomed |= {snapshot_id for snapshot_id, started in mine if started < cutoff}
     held = sorted(doomed & repo.holds())

@@ -18,11 +18,12 @@ from functools import partial
 from pathlib import Path
 
 import django
+import dj_database_url
 from django.conf import settings
 from django.db import connection
 
 from apps.audit.services import audit_event_record
-from apps.backups.engine import metrics
+from apps.backups.engine import metrics, physical
 from apps.backups.engine.drills import database_drill
 from apps.backups.engine.repository import Progress, Repository, RepositoryError, SourceItem, VerifyReport
 from apps.backups.engine.retention import RetentionPolicy, snapshots_to_keep
@@ -57,7 +58,7 @@ def _photo_objects() -> list[SourceItem]:
     ]
 
 
-BACKUP_TYPES = ("database", "objects", "config", "full")
+BACKUP_TYPES = ("database", "objects", "config", "full", "physical", "wal")
 CONFIG_BUNDLE_NAME = "config/secrets-bundle.hps"
 
 
@@ -69,7 +70,9 @@ def backup_create(
 
     `backup_type`: database (online backup / pg_dump), objects (the photo store), config (the
     secrets bundle sealed under BACKUP_SECRETS_PASSPHRASE_FILE), full (all three; config when a
-    passphrase is configured). Without it: the database, plus the objects unless `objects=False`.
+    passphrase is configured), physical (a PostgreSQL base backup) or wal (the archived WAL in
+    BACKUP_WAL_SPOOL_DIR; an empty spool makes no snapshot: the result's id is None and `message`
+    says so). Without it: the database, plus the objects unless `objects=False`.
     The repository is made on first use. Objects are incremental: one listed with the size and
     modification time the previous snapshot recorded is not read again.
     """
@@ -83,6 +86,8 @@ def backup_create(
         logger.error("backup.failed", extra={"error": type(exc).__name__})
         raise
     metrics.RUNS.labels(outcome="success").inc()
+    if manifest["id"] is None:
+        return manifest  # a WAL push with nothing to push
     metrics.BYTES_READ.inc(manifest["stats"]["bytes_in"])
     metrics.BYTES_ADDED.inc(manifest["stats"]["bytes_stored_new"])
     metrics.DURATION.observe(manifest["duration_seconds"])
@@ -110,6 +115,8 @@ def _backup_create(*, backup_type: str, schedule: str, trigger: str, repository:
         meta["schedule"] = schedule
     if trigger:
         meta["trigger"] = trigger
+    if backup_type in ("physical", "wal"):
+        return _physical_backup_create(repo, backup_type=backup_type, meta=meta, progress=progress)
     items: list[SourceItem] = []
     with tempfile.TemporaryDirectory(prefix="homepocket-backup-") as scratch:
         if backup_type in ("database", "full"):
@@ -134,6 +141,28 @@ def _backup_create(*, backup_type: str, schedule: str, trigger: str, repository:
         "backup.created",
         extra={"snapshot_id": manifest["id"], "bytes_in": manifest["stats"]["bytes_in"], "bytes_added": manifest["stats"]["bytes_stored_new"], "duration_seconds": manifest["duration_seconds"]},
     )
+    return manifest
+
+
+def _physical_backup_create(repo: Repository, *, backup_type: str, meta: dict, progress: Progress | None) -> dict:
+    """A base backup of the PostgreSQL server, or the WAL spool pushed (engine/physical.py)."""
+    if backup_type == "wal":
+        manifest = physical.wal_push(repo, spool=Path(settings.BACKUP_WAL_SPOOL_DIR), meta=meta, progress=progress)
+        if manifest is None:
+            now = datetime.now(timezone.utc).isoformat()
+            message = f"the WAL spool {settings.BACKUP_WAL_SPOOL_DIR} is empty: no snapshot made"
+            stats = {"bytes_in": 0, "chunks": 0, "chunks_new": 0, "bytes_stored_new": 0, "files": 0, "files_unchanged": 0, "parent": None}
+            return {"id": None, "kind": "wal", "started_at": now, "finished_at": now, "duration_seconds": 0.0, "files": [], "stats": stats, "message": message}
+    else:
+        url = settings.BACKUP_PHYSICAL_DATABASE_URL
+        source = physical.physical_source(
+            vendor=connection.vendor, settings_dict=connection.settings_dict, url_settings=dj_database_url.parse(url) if url else None
+        )
+        with tempfile.TemporaryDirectory(prefix="homepocket-physical-") as scratch:
+            manifest = physical.physical_backup(
+                repo, settings_dict=source, scratch=Path(scratch), meta=meta, bin_dir=settings.BACKUP_POSTGRES_BIN_DIR, progress=progress
+            )
+    logger.info("backup.created", extra={"snapshot_id": manifest["id"], "kind": manifest["kind"], "bytes_in": manifest["stats"]["bytes_in"]})
     return manifest
 
 
@@ -211,6 +240,12 @@ def backup_forget(*, snapshot_ids: list[str] | None = None, policy: RetentionPol
     if not dry_run:
         backup_step_audit(event_type="backup.deleted", target=f"repository:{repo.location}", details={"step": "forget", "snapshots": forgotten})
     return {"forget": forgotten, "keep": keep, "dry_run": dry_run}
+
+
+def backup_wal_forget_unneeded(*, dry_run: bool = False, repository: str | Path | None = None) -> dict:
+    """Forget the WAL snapshots no remaining base backup needs (all their segments precede the oldest base's start)."""
+    unneeded = physical.wal_snapshots_unneeded(backup_repository_open(repository=repository).snapshots())
+    return backup_forget(snapshot_ids=unneeded, dry_run=dry_run, repository=repository)
 
 
 def backup_prune(*, dry_run: bool = False, repository: str | Path | None = None, progress: Progress | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|catalog|retention|compression|secrets-export|secrets-restore`: server backups (docs/backups.md).
+"""`manage.py backup run (alias create)|list|verify|test-restore|restore|pitr|forget|prune|hold|catalog|retention|compression|secrets-export|secrets-restore`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -29,6 +31,7 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         create = sub.add_parser("run", aliases=["create"], help="Snapshot the database and the photo objects into the repository.")
         create.add_argument("--database-only", action="store_true", help="Leave the photo objects out.")
+        create.add_argument("--type", choices=services.BACKUP_TYPES, dest="backup_type", help="What to back up (default: full, or database with --database-only).")
         listing = sub.add_parser("list", help="Snapshots, oldest first.")
         listing.add_argument("--json", action="store_true", help="One JSON object per snapshot.")
         sub.add_parser("verify", help="Re-read every chunk and check its MAC; exit 1 on any problem.")
@@ -39,6 +42,7 @@ class Command(BaseCommand):
         for rule in ("last", "daily", "weekly", "monthly", "yearly"):
             forget.add_argument(f"--keep-{rule}", type=int, default=0)
         forget.add_argument("--dry-run", action="store_true", help="Show what would go; change nothing.")
+        forget.add_argument("--unneeded-wal", action="store_true", help="Forget the WAL snapshots no remaining base backup needs.")
         prune = sub.add_parser("prune", help="Delete chunks no snapshot references.")
         prune.add_argument("--dry-run", action="store_true")
         hold = sub.add_parser("hold", help="Set or release a legal hold on a snapshot.")
@@ -63,13 +67,21 @@ class Command(BaseCommand):
         restore.add_argument("snapshot_id", help="A snapshot id, or `latest`.")
         restore.add_argument("--to", required=True, help="Target directory (must be empty unless --overwrite).")
         restore.add_argument("--overwrite", action="store_true")
+        # Point-in-time recovery (engine/pitr.py).
+        pitr = sub.add_parser("pitr", help="Lay out a PostgreSQL data directory that recovers to a point in time when started.")
+        pitr.add_argument("--target-time", required=True, type=_aware_time, help="ISO 8601 with a zone, e.g. 2026-11-25T01:02:03Z.")
+        pitr.add_argument("--to", required=True, help="The data directory to make (must be empty unless --overwrite); WAL goes to DIR-wal.")
+        pitr.add_argument("--base", help="The physical snapshot to start from (default: the latest that finished before the target).")
+        pitr.add_argument("--overwrite", action="store_true")
 
     def handle(self, *args, action, repository=None, **options):
         progress = self.stdout.write
         try:
             if action in ("run", "create"):
-                manifest = services.backup_create(objects=not options["database_only"], repository=repository, progress=progress)
-                self.stdout.write(self._line(manifest))
+                manifest = services.backup_create(
+                    objects=not options["database_only"], backup_type=options["backup_type"], repository=repository, progress=progress
+                )
+                self.stdout.write(manifest["message"] if manifest["id"] is None else self._line(manifest))
             elif action == "list":
                 for manifest in services.backup_repository_open(repository=repository).snapshots():
                     self.stdout.write(json.dumps(_summary(manifest)) if options["json"] else self._line(manifest))
@@ -88,6 +100,12 @@ class Command(BaseCommand):
                 if not report["ok"]:
                     raise CommandError(f"test restore of {report['snapshot']}: {len(report['mismatches'])} tables differ", returncode=1)
                 self.stdout.write(f"ok: {report['snapshot']} restored, {report['tables_checked']} tables and {report['rows']} rows match")
+            elif action == "forget" and options["unneeded_wal"]:
+                if options["snapshot_ids"]:
+                    raise CommandError("--unneeded-wal chooses the snapshots itself: name none")
+                result = services.backup_wal_forget_unneeded(dry_run=options["dry_run"], repository=repository)
+                for snapshot_id in result["forget"]:
+                    self.stdout.write(f"{'would forget' if options['dry_run'] else 'forgot'} {snapshot_id}")
             elif action == "forget":
                 policy = RetentionPolicy(**{f"keep_{r}": options[f"keep_{r}"] for r in ("last", "daily", "weekly", "monthly", "yearly")})
                 if policy.empty() == (not options["snapshot_ids"]):
@@ -144,6 +162,14 @@ class Command(BaseCommand):
                         raise CommandError("the repository has no snapshots")
                     snapshot_id = ids[-1]
                 services.backup_restore(snapshot_id=snapshot_id, to=options["to"], overwrite=options["overwrite"], repository=repository, progress=progress)
+            elif action == "pitr":
+                from apps.backups.engine.pitr import pitr_restore
+
+                result = pitr_restore(
+                    target_time=options["target_time"], to=Path(options["to"]), base_snapshot=options["base"], overwrite=options["overwrite"],
+                    repository=repository, progress=progress,
+                )  # fmt: skip
+                self.stdout.write(json.dumps(result, indent=2))
         except (RepositoryError, SourceError, CustodyError, BundleError) as exc:
             raise CommandError(str(exc)) from None
         except CustodyUnavailable:
@@ -175,6 +201,17 @@ class Command(BaseCommand):
             f"{s['id']}  {s['kind']}  {s['finished_at']}  {s['bytes_in']} bytes, {s['bytes_added']} added, "
             f"{s['chunks']} chunks ({s['chunks_new']} new), {s['duration_seconds']} s"
         )
+
+
+def _aware_time(text: str) -> datetime:
+    """An ISO 8601 time with its zone (a recovery target is never guessed in some local time)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z or +HH:MM")
+    return value
 
 
 def _passphrase(path: str) -> str:
