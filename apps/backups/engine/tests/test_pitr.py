@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from io import StringIO
+
 import pytest
+from django.core.management import CommandError, call_command
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_events_flush
@@ -136,3 +139,15 @@ def test_it_refuses_a_target_time_without_a_zone(tmp_path, repository_dir):
 def test_physical_backups_are_refused_on_sqlite():
     with pytest.raises(PhysicalError, match="PostgreSQL only.*sqlite.*use the `database` backup type"):
         physical_source(vendor="sqlite", settings_dict={"NAME": "/srv/var/db.sqlite3"})
+
+
+def test_the_pitr_command_refuses_a_time_without_a_zone(tmp_path, repository_dir):
+    with pytest.raises(CommandError, match="has no time zone"):
+        call_command("backup", "pitr", "--target-time", "2026-11-25T01:02:03", "--to", str(tmp_path / "restored"))
+
+
+def test_the_pitr_command_says_why_it_cannot_recover(tmp_path, repository_dir, custody):
+    Repository.init(repository_dir, custody=custody)
+
+    with pytest.raises(CommandError, match="no physical snapshot"):
+        call_command("backup", "pitr", "--target-time", "2026-11-25T01:02:03Z", "--to", str(tmp_path / "restored"), stdout=StringIO())
