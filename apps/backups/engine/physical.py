@@ -18,7 +18,6 @@ Imports nothing from Django: services.py passes the settings in.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -240,37 +239,3 @@ def wal_snapshots_unneeded(manifests: list[dict]) -> list[str]:
         for m in manifests
         if m.get("kind") == "wal" and not m.get("wal_history_files") and m.get("wal_last_position") and m["wal_last_position"][1] < oldest
     ]
-
-
-class EntryReader(io.RawIOBase):
-    """A snapshot entry read chunk by chunk (a base tar is extracted straight from the repository,
-    without a second copy on disk); `finish()` checks the whole file's SHA-256."""
-
-    def __init__(self, repo: Repository, entry: dict, *, on_read: Progress | None = None):
-        import hashlib
-
-        self._repo, self._entry, self._chunks = repo, entry, iter(entry["chunks"])
-        self._buffer, self._digest, self.done = b"", hashlib.sha256(), 0
-        self._on_read = on_read or (lambda line: None)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        while not self._buffer:
-            chunk_id = next(self._chunks, None)
-            if chunk_id is None:
-                return 0
-            self._buffer = self._repo.chunk_get(chunk_id)
-            self._digest.update(self._buffer)
-            self.done += len(self._buffer)
-            self._on_read(f"{self._entry['name']}: {self.done}/{self._entry['size']} bytes ({100 * self.done // max(self._entry['size'], 1)}%)")
-        n = min(len(target), len(self._buffer))
-        target[:n], self._buffer = self._buffer[:n], self._buffer[n:]
-        return n
-
-    def finish(self) -> None:
-        while self.read(1 << 20):
-            pass
-        if self._digest.hexdigest() != self._entry["sha256"]:
-            raise RepositoryError(f"{self._entry['name']} does not match its recorded checksum")

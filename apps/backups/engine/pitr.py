@@ -10,6 +10,8 @@ case), and pg_waldump to check that the archived WAL reaches past the target.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import re
 import shlex
@@ -22,7 +24,7 @@ from pathlib import Path
 from django.conf import settings
 
 from apps.backups.engine import services
-from apps.backups.engine.physical import PHYSICAL_PREFIX, SEGMENT, WAL_PREFIX, EntryReader, PhysicalError, postgres_program, wal_position
+from apps.backups.engine.physical import PHYSICAL_PREFIX, SEGMENT, WAL_FILE, WAL_PREFIX, PhysicalError, postgres_program, wal_position
 from apps.backups.engine.repository import Progress, Repository, RepositoryError
 
 logger = logging.getLogger(__name__)
@@ -97,6 +99,10 @@ def _target_check(directory: Path, *, overwrite: bool) -> None:
         return
     if not overwrite:
         raise PitrError(f"{directory} is not empty; pass --overwrite to restore over it")
+    # --overwrite replaces a data directory or a WAL directory this made, never any directory (a typo must not empty /srv).
+    names = {path.name for path in directory.iterdir()}
+    if "PG_VERSION" not in names and not all(WAL_FILE.match(name.removesuffix(".partial-restore")) for name in names):
+        raise PitrError(f"{directory} is neither a PostgreSQL data directory nor a WAL directory: --overwrite replaces only those")
     if (directory / "postmaster.pid").exists():
         raise PitrError(f"{directory} has a postmaster.pid: a server may be running on it; stop it (and remove the file) first")
 
@@ -210,6 +216,38 @@ def _base_extract(repo: Repository, base: dict, *, to: Path, say: Progress) -> N
         tar.extractall(to, filter="data")
     reader.finish()
     to.chmod(0o700)
+
+
+class EntryReader(io.RawIOBase):
+    """A snapshot entry read chunk by chunk (a base tar is extracted straight from the repository,
+    without a second copy on disk); `finish()` checks the whole file's SHA-256."""
+
+    def __init__(self, repo: Repository, entry: dict, *, on_read: Progress | None = None):
+        self._repo, self._entry, self._chunks = repo, entry, iter(entry["chunks"])
+        self._buffer, self._digest, self.done = b"", hashlib.sha256(), 0
+        self._on_read = on_read or (lambda line: None)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while not self._buffer:
+            chunk_id = next(self._chunks, None)
+            if chunk_id is None:
+                return 0
+            self._buffer = self._repo.chunk_get(chunk_id)
+            self._digest.update(self._buffer)
+            self.done += len(self._buffer)
+            self._on_read(f"{self._entry['name']}: {self.done}/{self._entry['size']} bytes ({100 * self.done // max(self._entry['size'], 1)}%)")
+        n = min(len(target), len(self._buffer))
+        target[:n], self._buffer = self._buffer[:n], self._buffer[n:]
+        return n
+
+    def finish(self) -> None:
+        while self.read(1 << 20):
+            pass
+        if self._digest.hexdigest() != self._entry["sha256"]:
+            raise RepositoryError(f"{self._entry['name']} does not match its recorded checksum")
 
 
 def _conf_quote(value: str) -> str:

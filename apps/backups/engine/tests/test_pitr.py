@@ -151,3 +151,13 @@ def test_the_pitr_command_says_why_it_cannot_recover(tmp_path, repository_dir, c
 
     with pytest.raises(CommandError, match="no physical snapshot"):
         call_command("backup", "pitr", "--target-time", "2026-11-25T01:02:03Z", "--to", str(tmp_path / "restored"), stdout=StringIO())
+
+
+def test_overwrite_replaces_only_a_postgresql_data_directory(tmp_path, repository_dir):
+    target = tmp_path / "srv"
+    target.mkdir()
+    (target / "photos.db").write_text("not a data directory")
+
+    with pytest.raises(PitrError, match="neither a PostgreSQL data directory nor a WAL directory"):
+        pitr_restore(target_time=datetime.now(timezone.utc), to=target, overwrite=True)
+    assert (target / "photos.db").read_text() == "not a data directory"
