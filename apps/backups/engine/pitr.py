@@ -95,6 +95,8 @@ def pitr_restore(
 
 
 def _target_check(directory: Path, *, overwrite: bool) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise PitrError(f"{directory} is a file, not a directory")
     if not directory.exists() or not any(directory.iterdir()):
         return
     if not overwrite:
