@@ -35,23 +35,28 @@ RECOVERY_MARK = "# Point-in-time recovery by Home Pocket (apps/backups/engine/pi
 _XACT_TIME = re.compile(r"desc: (?:COMMIT|ABORT)\S*(?: \d+:)? (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
 
 
+LATEST = "latest"  # the target that recovers every archived transaction
+
+
 class PitrError(RepositoryError):
     """A point-in-time recovery that cannot be done as asked (no base backup, a target outside the archive)."""
 
 
 def pitr_restore(
-    *, target_time: datetime, to: Path, base_snapshot: str | None = None, overwrite: bool = False, repository: str | Path | None = None,
+    *, target_time: datetime | None, to: Path, base_snapshot: str | None = None, overwrite: bool = False, repository: str | Path | None = None,
     progress: Progress | None = None,
 ) -> dict:
     """A PostgreSQL data directory at `to` that recovers to `target_time` when started; what was laid out and how to start it.
 
-    Returns {base_snapshot, target_time (ISO), wal_snapshots, wal_files (count), wal_directory,
-    data_directory, newest_commit_time (ISO, or None without pg_waldump), start_command}.
+    `target_time` None: to the end of the archived WAL ("latest", the disaster case: as much as
+    was archived), from the latest base backup (or the one named).
+    Returns {base_snapshot, target_time (ISO, or "latest"), wal_snapshots, wal_files (count),
+    wal_directory, data_directory, newest_commit_time (ISO, or None without pg_waldump), start_command}.
     """
     say = progress or (lambda line: None)
-    if target_time.tzinfo is None:
+    if target_time is not None and target_time.tzinfo is None:
         raise PitrError("the target time needs a time zone (for example 2026-11-25T01:02:03Z)")
-    target_time = target_time.astimezone(timezone.utc)
+    target_time = target_time.astimezone(timezone.utc) if target_time is not None else None
     to = Path(to).absolute()
     wal_dir = to.with_name(to.name + "-wal")
     for directory in (to, wal_dir):
@@ -61,11 +66,12 @@ def pitr_restore(
     base = _base_choose(manifests, target_time=target_time, base_snapshot=base_snapshot)
     if base.get("tablespaces"):
         raise PitrError(f"base backup {base['id']} has tablespaces {base['tablespaces']}: restore it with `backup restore` and lay them out by hand")
-    say(f"pitr: base backup {base['id']} (finished {base['backup_stop_time']}), target {target_time.isoformat()}")
+    target_label = target_time.isoformat() if target_time is not None else LATEST
+    say(f"pitr: base backup {base['id']} (finished {base['backup_stop_time']}), target {target_label}")
     wal_names, wal_snapshots = _wal_restore(repo, manifests, base=base, wal_dir=wal_dir, say=say)
     try:
         newest = _newest_transaction_time(wal_dir, base=base)
-        if newest is not None and newest <= target_time:
+        if newest is not None and target_time is not None and newest <= target_time:
             raise PitrError(
                 f"the archived WAL reaches only to the transaction of {newest.isoformat()}: recovery to {target_time.isoformat()} would "
                 "end before its target. Push the newer WAL first (`backup run --type wal`) or choose an earlier time"
@@ -78,7 +84,7 @@ def pitr_restore(
     start = shlex.join([_program_or_name("pg_ctl"), "--pgdata", str(to), "--log", f"{to}.log", "start"])
     result = {
         "base_snapshot": base["id"],
-        "target_time": target_time.isoformat(),
+        "target_time": target_label,
         "wal_snapshots": wal_snapshots,
         "wal_files": len(wal_names),
         "wal_directory": str(wal_dir),
@@ -109,19 +115,19 @@ def _target_check(directory: Path, *, overwrite: bool) -> None:
         raise PitrError(f"{directory} has a postmaster.pid: a server may be running on it; stop it (and remove the file) first")
 
 
-def _base_choose(manifests: list[dict], *, target_time: datetime, base_snapshot: str | None) -> dict:
-    """The named base backup, or the latest that finished before the target (the server's clock)."""
+def _base_choose(manifests: list[dict], *, target_time: datetime | None, base_snapshot: str | None) -> dict:
+    """The named base backup, or the latest that finished before the target (the server's clock; None: the latest)."""
     bases = [m for m in manifests if m.get("kind") == "physical"]
     if base_snapshot is not None:
         chosen = next((m for m in manifests if m["id"] == base_snapshot), None)
         if chosen is None or chosen.get("kind") != "physical":
             raise PitrError(f"{base_snapshot} is not a physical snapshot (base backup) of this repository")
-        if _stop_time(chosen) >= target_time:
+        if target_time is not None and _stop_time(chosen) >= target_time:
             raise PitrError(f"base backup {base_snapshot} finished at {chosen['backup_stop_time']}, after the target {target_time.isoformat()}")
         return chosen
     if not bases:
         raise PitrError("the repository has no physical snapshot (base backup): point-in-time recovery needs `backup run --type physical` first")
-    earlier = [m for m in bases if _stop_time(m) < target_time]
+    earlier = [m for m in bases if target_time is None or _stop_time(m) < target_time]
     if not earlier:
         first = min(bases, key=_stop_time)
         raise PitrError(
@@ -256,16 +262,18 @@ def _conf_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _recovery_configure(to: Path, *, wal_dir: Path, target_time: datetime, base_id: str) -> None:
-    """recovery.signal and the recovery settings, last in postgresql.auto.conf (which overrides postgresql.conf)."""
+def _recovery_configure(to: Path, *, wal_dir: Path, target_time: datetime | None, base_id: str) -> None:
+    """recovery.signal and the recovery settings, last in postgresql.auto.conf (which overrides postgresql.conf).
+
+    Without a target time PostgreSQL replays every restored WAL file and then promotes by itself."""
     (to / "recovery.signal").write_text("")
     restore_command = f"cp {shlex.quote(str(wal_dir))}/%f %p"
+    target = [f"recovery_target_time = {_conf_quote(target_time.isoformat())}", "recovery_target_action = 'promote'"] if target_time else []
     lines = [
         "",
-        f"{RECOVERY_MARK}: base {base_id}, target {target_time.isoformat()}",
+        f"{RECOVERY_MARK}: base {base_id}, target {target_time.isoformat() if target_time else LATEST}",
         f"restore_command = {_conf_quote(restore_command)}",
-        f"recovery_target_time = {_conf_quote(target_time.isoformat())}",
-        "recovery_target_action = 'promote'",
+        *target,
         # The copy must not archive its new timeline into the live server's spool: turn archiving
         # back on (and point it at a spool of its own) once this copy becomes the live server.
         "archive_mode = 'off'",

@@ -75,6 +75,26 @@ def test_it_recovers_to_the_noted_time_with_a_present_and_b_absent(workspace, so
     assert AuditEvent.objects.get(event_type="backup.restored", target=f"snapshot:{base['id']}").details["point_in_time"] == noted.isoformat()
 
 
+def test_latest_recovers_every_archived_transaction(workspace, source):
+    base = services.backup_create(backup_type="physical")
+    _write(source, "A")
+    _write(source, "B")
+    source.wal_switch_and_archive()
+    services.backup_create(backup_type="wal")
+
+    result = pitr_restore(target_time=None, to=workspace.root / "restored")
+
+    assert result["target_time"] == "latest" and result["base_snapshot"] == base["id"]
+    conf = (workspace.root / "restored" / "postgresql.auto.conf").read_text()
+    assert "recovery_target_time" not in conf
+    as_postgres_owner(workspace.root / "restored", workspace.root / "restored-wal")
+    restored = workspace.cluster(workspace.root / "restored").start()
+    restored.wait_until_promoted()
+    with restored.connect() as conn:
+        values = [row[0] for row in conn.execute("SELECT v FROM t ORDER BY v")]
+    assert values == ["A", "B"], restored.log_text()
+
+
 def test_the_base_backup_records_where_and_when_it_starts_and_stops(workspace, source):
     manifest = services.backup_create(backup_type="physical")
 

@@ -69,7 +69,7 @@ class Command(BaseCommand):
         restore.add_argument("--overwrite", action="store_true")
         # Point-in-time recovery (engine/pitr.py).
         pitr = sub.add_parser("pitr", help="Lay out a PostgreSQL data directory that recovers to a point in time when started.")
-        pitr.add_argument("--target-time", required=True, type=_aware_time, help="ISO 8601 with a zone, e.g. 2026-11-25T01:02:03Z.")
+        pitr.add_argument("--target-time", required=True, type=_aware_time, help="ISO 8601 with a zone, e.g. 2026-11-25T01:02:03Z; `latest`: every archived transaction.")
         pitr.add_argument("--to", required=True, help="The data directory to make (must be empty unless --overwrite); WAL goes to DIR-wal.")
         pitr.add_argument("--base", help="The physical snapshot to start from (default: the latest that finished before the target).")
         pitr.add_argument("--overwrite", action="store_true")
@@ -203,8 +203,10 @@ class Command(BaseCommand):
         )
 
 
-def _aware_time(text: str) -> datetime:
-    """An ISO 8601 time with its zone (a recovery target is never guessed in some local time)."""
+def _aware_time(text: str) -> datetime | None:
+    """An ISO 8601 time with its zone (a recovery target is never guessed in some local time); `latest`: None."""
+    if text == "latest":
+        return None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
