@@ -35,7 +35,7 @@ from pyfastcdc import FastCDC
 
 from apps.backups.engine import repo_backup, repo_upkeep
 from apps.backups.engine.codecs import DEFAULT_CODEC, Codec, CodecError, body_pack, body_unpack, codec_named
-from apps.backups.engine.repo_errors import Missing, RepositoryBusy, RepositoryError, RepositoryUnavailable, checked_name, store_errors
+from apps.backups.engine.repo_errors import Missing, RepositoryBusy, RepositoryError, RepositoryUnavailable, store_errors
 from apps.backups.engine.repo_keys import HEADER_BYTES, KEY_CONTEXT_PREFIX, RepositoryKeys, SealError, blob_key_id, master_key_ids
 from apps.backups.engine.repo_backup import SourceItem
 from apps.backups.engine.repo_upkeep import VerifyReport
@@ -160,7 +160,11 @@ class Repository:
     @staticmethod
     def master_key_ids_of(location: Location, *, s3_options: dict | None = None) -> set[str]:
         """Every master key some key of the repository at `location` (keys.json, each snapshot key) is wrapped under."""
-        return master_key_ids(store_open(location, s3_options=s3_options))
+        store = store_open(location, s3_options=s3_options)
+        try:
+            return master_key_ids(store)
+        except Missing:
+            raise RepositoryError(f"no repository at {store.location}") from None
 
     def keys_rewrap(self, *, custody: Custody) -> str:
         """Re-wrap keys.json and every snapshot key under the custodian's current master key; returns its id."""

@@ -6,12 +6,16 @@ Collected by the distributed run only (conftest.py): it needs the real PostgreSQ
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from psycopg import sql
 
 from apps.backups.engine import services
-from apps.backups.engine.sources import POSTGRES_DIR_NAME, database_entry_names, restored_database_path
+from apps.backups.engine.digests import digests_compare, postgres_connect, postgres_table_digests
+from apps.backups.engine.sources import POSTGRES_DIR_NAME, database_entry_names, postgres_restore, restored_database_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,3 +59,20 @@ def test_a_directory_format_snapshot_whose_record_differs_is_caught_by_the_drill
     assert database_entry_names(tampered) == database_entry_names(manifest)
     report = services.backup_test_restore(snapshot_id=tampered["id"])
     assert not report["ok"] and [m["table"] for m in report["mismatches"]] == [table]
+
+
+def test_a_single_transaction_restore_of_a_directory_dump_runs_without_parallel_jobs(repository_dir, settings, tmp_path):
+    # pg_restore refuses --jobs with --single-transaction: postgres_restore drops the jobs, not the caller's option.
+    settings.BACKUP_PG_DUMP_JOBS = settings.BACKUP_PG_RESTORE_JOBS = 2
+    _users(7)
+    manifest = services.backup_create(backup_type="database")
+    services.backup_repository_open().restore(manifest["id"], to=tmp_path / "db", only=set(database_entry_names(manifest)))
+    scratch = f"{connection.settings_dict['NAME'][:40]}_single_{secrets.token_hex(4)}"
+    with postgres_connect(connection.settings_dict, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+        try:
+            postgres_restore(restored_database_path(tmp_path / "db", manifest), settings_dict=connection.settings_dict, dbname=scratch, extra_args=("--single-transaction",))
+            with postgres_connect(connection.settings_dict, dbname=scratch) as conn, conn.cursor() as cursor:
+                assert digests_compare(manifest["database_tables"], postgres_table_digests(cursor)) == []
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))

@@ -39,7 +39,7 @@ class Command(BaseCommand):
         for rule in ("last", "daily", "weekly", "monthly", "yearly"):
             forget.add_argument(f"--keep-{rule}", type=int, default=0)
         forget.add_argument("--dry-run", action="store_true", help="Show what would go; change nothing.")
-        prune = sub.add_parser("prune", help="Delete chunks no snapshot references.")
+        prune = sub.add_parser("prune", help="Delete chunks no snapshot references, then the data keys nothing is sealed under.")
         prune.add_argument("--dry-run", action="store_true")
         hold = sub.add_parser("hold", help="Set or release a legal hold on a snapshot.")
         hold.add_argument("snapshot_id")
