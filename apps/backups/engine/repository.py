@@ -131,12 +131,11 @@ class Repository:
         try:
             with store_errors():
                 config = json.loads(store.read("config.json"))
-                store.read("keys.json")
+            if config.get("format") != FORMAT_NAME or config.get("version") not in FORMAT_VERSIONS:
+                raise RepositoryError(f"unsupported repository format {config.get('format')} v{config.get('version')}")
+            return cls(store, config, RepositoryKeys.load(store, config["repository_id"], custody=custody))
         except Missing:
             raise RepositoryError(f"no repository at {store.location}") from None
-        if config.get("format") != FORMAT_NAME or config.get("version") not in FORMAT_VERSIONS:
-            raise RepositoryError(f"unsupported repository format {config.get('format')} v{config.get('version')}")
-        return cls(store, config, RepositoryKeys.load(store, config["repository_id"], custody=custody))
 
     @classmethod
     def exists_at(cls, location: Location, *, s3_options: dict | None = None) -> bool:
