@@ -389,6 +389,10 @@ BACKUP_S3 = {
 # An existing repository keeps the one in its config.json; `manage.py backup compression CODEC`
 # changes that. An unknown name fails the start-up checks (backups.E001).
 BACKUP_COMPRESSION = env_str("BACKUP_COMPRESSION", "zstd")
+# PostgreSQL: pg_dump workers (1: one custom-format file; N > 1: the directory format, N in parallel)
+# and pg_restore jobs for a test restore or a recovery. Below 1 fails the start-up checks (backups.E020).
+BACKUP_PG_DUMP_JOBS = env_int("BACKUP_PG_DUMP_JOBS", 1)
+BACKUP_PG_RESTORE_JOBS = env_int("BACKUP_PG_RESTORE_JOBS", 1)
 # Config and full backups put the secrets bundle, sealed under this file's passphrase, in the snapshot.
 BACKUP_SECRETS_PASSPHRASE_FILE = env_str("BACKUP_SECRETS_PASSPHRASE_FILE", "")
 # Data residency: regions a storage location may be in (empty: any). A backup elsewhere is COMPLIANCE_VIOLATION.

@@ -308,19 +308,18 @@ def backup_secrets_restore(*, blob: bytes, passphrase: str, to: Path, overwrite:
 
 
 def backup_master_keys_rewrap(*, custody_: Custody, new_master: str) -> set[str]:
-    """Re-wrap the configured repository's keys under `new_master`; the master key ids it still needs.
+    """Re-wrap the configured repository's keys (keys.json and every snapshot key) under `new_master`;
+    the master key ids it still needs.
 
     Listed in apps/signing/services.py MASTER_KEY_USERS, so the master-key rotation does not retire
-    the key the backup repository is wrapped under (that would make every backup unreadable).
+    a key some backup key is wrapped under (that would make those backups unreadable). Key files
+    already under `new_master` are skipped, so a rotation retried after a failure finishes the rest.
     """
     location, options = repository_location(), repository_s3_options()
     if not Repository.exists_at(location, s3_options=options):
         return set()
     try:
-        repo = Repository.open(location, custody=custody_, s3_options=options)
-        if repo.master_key_id != new_master:
-            repo.keys_rewrap(custody=custody_)
+        Repository.open(location, custody=custody_, s3_options=options).keys_rewrap(custody=custody_)
     except (CustodyError, RepositoryError):
         logger.error("backup.rewrap_failed", extra={"repository": location})
-    current = Repository.master_key_id_of(location, s3_options=options)
-    return set() if current == new_master else {current}
+    return Repository.master_key_ids_of(location, s3_options=options) - {new_master}

@@ -3,9 +3,17 @@
 - SQLite (embedded mode): SQLite's online backup API (`sqlite3.Connection.backup`), which copies
   a consistent image page by page while the server keeps writing; never a file copy of a live
   database (that can catch a half-written transaction or miss the WAL).
-- PostgreSQL (distributed mode): `pg_dump --format=custom` with compression off (`-Z 0`): the
-  repository compresses each chunk itself, and an uncompressed dump deduplicates across snapshots
-  where a compressed one changes everywhere.
+- PostgreSQL (distributed mode): `pg_dump` with compression off (`-Z 0`): the repository
+  compresses each chunk itself, and an uncompressed dump deduplicates across snapshots where a
+  compressed one changes everywhere. With BACKUP_PG_DUMP_JOBS = 1 (the default) one custom-format
+  file, `database/postgres.dump`; with N > 1 the directory format dumped by N parallel workers
+  (`--format=directory --jobs=N`: only it can be written in parallel), each file of the directory
+  an entry under `database/postgres.dir/`. Either way every worker reads the one exported
+  snapshot the table digests are taken in. `pg_restore` reads both, with BACKUP_PG_RESTORE_JOBS
+  parallel jobs.
+
+Callers that load a snapshot's database (the drill, recovery) go through database_entry_names,
+restored_database_path and postgres_restore, which know both layouts.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from apps.backups.engine.digests import postgres_connect, postgres_table_digests
 
 SQLITE_NAME = "database/sqlite.db"
 POSTGRES_NAME = "database/postgres.dump"
+POSTGRES_DIR_NAME = "database/postgres.dir"
 # Photo objects keep their store key under this prefix (objects/encrypted/<book>/<photo>.enc).
 OBJECTS_PREFIX = "objects/"
 
@@ -57,45 +66,67 @@ def postgres_tool(program: str, settings_dict: dict, *args: str, dbname: str | N
         raise SourceError(f"{program} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
 
 
-def postgres_restore(dump: Path, *, settings_dict: dict, dbname: str, extra_args: tuple[str, ...] = ()) -> None:
-    """`pg_restore` of a snapshot's database copy (restored_database_path) into `dbname` on the server `settings_dict` names."""
-    postgres_tool("pg_restore", settings_dict, "--no-owner", "--exit-on-error", *extra_args, str(dump), dbname=dbname)
+def _jobs_setting(name: str) -> int:
+    """BACKUP_PG_DUMP_JOBS / BACKUP_PG_RESTORE_JOBS from the Django settings (1 where there are none: a bare script)."""
+    from django.conf import settings
+
+    return int(getattr(settings, name, 1)) if settings.configured else 1
 
 
-def postgres_dump(*, settings_dict: dict, dest: Path) -> dict:
-    """`pg_dump` custom format (uncompressed) to `dest`; the per-table digests of the very same snapshot.
+def postgres_restore(dump: Path, *, settings_dict: dict, dbname: str, extra_args: tuple[str, ...] = (), jobs: int | None = None) -> None:
+    """`pg_restore` of a snapshot's database copy (restored_database_path: a custom-format file or a
+    directory-format dump) into `dbname` on the server `settings_dict` names, with `jobs` parallel
+    jobs (default BACKUP_PG_RESTORE_JOBS); pg_restore tells the two formats apart by itself."""
+    jobs = _jobs_setting("BACKUP_PG_RESTORE_JOBS") if jobs is None else jobs
+    # pg_restore refuses --jobs with --single-transaction (one transaction has one connection).
+    parallel = (f"--jobs={jobs}",) if jobs > 1 and "--single-transaction" not in extra_args else ()
+    postgres_tool("pg_restore", settings_dict, "--no-owner", "--exit-on-error", *parallel, *extra_args, str(dump), dbname=dbname)
 
-    The digests are read in a REPEATABLE READ transaction whose snapshot pg_dump adopts
-    (`--snapshot`), so what the drill compares with is exactly what the dump holds.
+
+def postgres_dump(*, settings_dict: dict, dest: Path, jobs: int = 1) -> dict:
+    """`pg_dump` (uncompressed) to `dest`: one custom-format file, or with `jobs` > 1 a directory
+    written by that many workers; the per-table digests of the very same snapshot.
+
+    The digests are read in a REPEATABLE READ transaction whose snapshot pg_dump (each of its
+    workers) adopts (`--snapshot`), so what the drill compares with is exactly what the dump holds.
     """
+    layout = ("--format=custom",) if jobs <= 1 else ("--format=directory", f"--jobs={jobs}")
     with postgres_connect(settings_dict) as conn, conn.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cursor.execute("SELECT pg_export_snapshot()")
         (snapshot,) = cursor.fetchone()
-        postgres_tool("pg_dump", settings_dict, "--format=custom", "--compress=0", "--no-owner", f"--snapshot={snapshot}", f"--file={dest}")
+        postgres_tool("pg_dump", settings_dict, *layout, "--compress=0", "--no-owner", f"--snapshot={snapshot}", f"--file={dest}")
         return postgres_table_digests(cursor)
 
 
 def database_entry_names(manifest: dict) -> list[str]:
-    """The names of a snapshot's files that make up its database copy (empty: it holds none)."""
+    """The names of a snapshot's files that make up its database copy (empty: it holds none):
+    one file, or every file of a directory-format dump."""
     return [entry["name"] for entry in manifest["files"] if entry["name"].startswith("database/")]
 
 
 def restored_database_path(root: Path, manifest: dict) -> Path:
     """Where the database copy of `manifest` is once its database files are restored under `root`:
-    the SQLite file, or what pg_restore takes (the custom-format dump)."""
+    the SQLite file, or what pg_restore takes (the custom-format dump, or the dump's directory)."""
     names = database_entry_names(manifest)
+    if names and all(name.startswith(POSTGRES_DIR_NAME + "/") for name in names):
+        return Path(root) / POSTGRES_DIR_NAME
     if len(names) != 1:
         raise SourceError(f"snapshot {manifest['id']} holds no single database copy")
     return Path(root) / names[0]
 
 
-def database_snapshot(*, settings_dict: dict, vendor: str, scratch: Path) -> tuple[str, Path, dict]:
-    """(name in the snapshot, path of the copy, per-table digests) for the configured database."""
+def database_snapshot(*, settings_dict: dict, vendor: str, scratch: Path, jobs: int | None = None) -> tuple[str, Path, dict]:
+    """(name in the snapshot, path of the copy, per-table digests) for the configured database.
+
+    The copy is a file, or (PostgreSQL with `jobs` > 1, default BACKUP_PG_DUMP_JOBS) a directory:
+    a snapshot stores each of its files under the name (engine/repo_backup.py).
+    """
     if vendor == "sqlite":
         copy = sqlite_snapshot(db_path=Path(settings_dict["NAME"]), dest=scratch / "sqlite.db")
         return SQLITE_NAME, copy, sqlite_table_digests(copy)
     if vendor == "postgresql":
-        tables = postgres_dump(settings_dict=settings_dict, dest=scratch / "postgres.dump")
-        return POSTGRES_NAME, scratch / "postgres.dump", tables
+        jobs = _jobs_setting("BACKUP_PG_DUMP_JOBS") if jobs is None else jobs
+        name, dest = (POSTGRES_NAME, scratch / "postgres.dump") if jobs <= 1 else (POSTGRES_DIR_NAME, scratch / "postgres.dir")
+        return name, dest, postgres_dump(settings_dict=settings_dict, dest=dest, jobs=jobs)
     raise SourceError(f"no backup source for database vendor {vendor!r}")

@@ -2,8 +2,9 @@
 
 The repository (engine/repository.py) names its files by relative POSIX paths (`config.json`,
 `data/ab/ab…`, `snapshots/<id>.snap`, docs/backup-format.md) and asks a store for five things:
-read one, write one **only if it does not exist** (appending never rewrites), replace one (only
-`keys.json`, on a master-key re-wrap, and the store's own lock records), list a prefix with sizes,
+read one (or its first bytes), write one **only if it does not exist** (appending never rewrites),
+replace one (only the key files, on a master-key re-wrap, `config.json`, and the store's own lock
+records), list a prefix with sizes,
 and delete one (forget and prune, the separate deletion steps). Plus a lock: backups share the
 repository, `prune` needs it alone.
 
@@ -66,13 +67,17 @@ class RepositoryStore(ABC):
     @abstractmethod
     def read(self, name: str) -> bytes: ...
 
+    def read_head(self, name: str, size: int) -> bytes:
+        """The first `size` bytes of `name` (a blob's header: which data key it is sealed under)."""
+        return self.read(name)[:size]
+
     @abstractmethod
     def write_new(self, name: str, data: bytes) -> bool:
         """Write `name` unless it exists (never overwrite); True if this call wrote it."""
 
     @abstractmethod
     def replace(self, name: str, data: bytes) -> None:
-        """Atomically replace `name` (only keys.json: the same keys re-wrapped)."""
+        """Atomically replace `name` (only the key files, re-wrapped with the same keys, and config.json)."""
 
     @abstractmethod
     def exists(self, name: str) -> bool: ...
@@ -115,6 +120,13 @@ class LocalStore(RepositoryStore):
     def read(self, name: str) -> bytes:
         try:
             return (self.path / name).read_bytes()
+        except FileNotFoundError:
+            raise StoreMissing(name) from None
+
+    def read_head(self, name: str, size: int) -> bytes:
+        try:
+            with open(self.path / name, "rb") as handle:
+                return handle.read(size)
         except FileNotFoundError:
             raise StoreMissing(name) from None
 
@@ -206,6 +218,10 @@ class S3Store(RepositoryStore):
 
     def read(self, name: str) -> bytes:
         return self._call(lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read(), missing=name)
+
+    def read_head(self, name: str, size: int) -> bytes:
+        get = lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(name), Range=f"bytes=0-{size - 1}")["Body"].read()  # noqa: E731
+        return self._call(get, missing=name)
 
     def write_new(self, name: str, data: bytes) -> bool:
         from botocore.exceptions import ClientError

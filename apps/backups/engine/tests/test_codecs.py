@@ -1,7 +1,7 @@
 """Selectable chunk codecs (zstd, gzip, lz4, none), in a directory and on S3 (moto's server over HTTP).
 
 The bodies are read back here as docs/backup-format.md describes them, with the keys unwrapped
-from keys.json and the codecs' own standard decoders (gzip, lz4.frame, zstandard), so the
+from keys/<key id>.key and the codecs' own standard decoders (gzip, lz4.frame, zstandard), so the
 documented format is pinned, not only the engine's round trip.
 """
 
@@ -21,7 +21,8 @@ from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
 
 from apps.backups.engine import services
-from apps.backups.engine.repository import KEY_CONTEXT_PREFIX, Repository, RepositoryError
+from apps.backups.engine.repo_keys import DATA_KEY_CONTEXT_PREFIX
+from apps.backups.engine.repository import Repository, RepositoryError
 
 MiB = 1024 * 1024
 CODECS = {"none": 0, "zstd": 1, "gzip": 2, "lz4": 3}
@@ -55,29 +56,31 @@ def _restored_equal(repo: Repository, snapshot_id: str, sources, to) -> bool:
     return all((to / name).read_bytes() == path.read_bytes() for name, path in sources)
 
 
-def _data_key(repo: Repository, custody) -> bytes:
-    """The repository's data key, unwrapped from keys.json as the format doc says."""
+def _blob_key(repo: Repository, custody, blob: bytes) -> bytes:
+    """The data key a version-3 blob names in its header, unwrapped from keys/<key id>.key as the format doc says."""
+    assert blob[:4] == b"HPB3"
+    key_id = blob[4:20]
     config = json.loads(repo.store.read("config.json"))
-    keyfile = json.loads(repo.store.read("keys.json"))
-    return custody.unwrap(bytes.fromhex(keyfile["wrapped_keys"]), context=KEY_CONTEXT_PREFIX + bytes.fromhex(config["repository_id"]))[:32]
+    keyfile = json.loads(repo.store.read(f"keys/{key_id.hex()}.key"))
+    context = DATA_KEY_CONTEXT_PREFIX + bytes.fromhex(config["repository_id"]) + key_id
+    return custody.unwrap(bytes.fromhex(keyfile["wrapped_key"]), context=context)
 
 
 def _bodies(repo: Repository, custody, manifest: dict) -> dict[str, bytes]:
     """{file name: the sealed body (codec byte ‖ payload) of its first chunk}, opened as the format doc says."""
-    aead = AESGCM(_data_key(repo, custody))
     bodies = {}
     for entry in manifest["files"]:
         chunk_id = entry["chunks"][0]
         blob = repo.store.read(f"data/{chunk_id[:2]}/{chunk_id}")
-        assert blob[:4] == b"HPB1"
-        bodies[entry["name"]] = aead.decrypt(blob[4:16], blob[16:], b"chunk:" + bytes.fromhex(chunk_id))
+        bodies[entry["name"]] = AESGCM(_blob_key(repo, custody, blob)).decrypt(blob[20:32], blob[32:], b"chunk:" + bytes.fromhex(chunk_id))
     return bodies
 
 
 def _seal_with_codec_byte(repo: Repository, custody, *, chunk_id: str, codec_byte: int, payload: bytes) -> bytes:
-    """A well-sealed chunk blob whose body names `codec_byte` (what a later version with a new codec would write)."""
+    """A well-sealed chunk blob, under the chunk's own key, whose body names `codec_byte` (what a later version with a new codec would write)."""
+    header = repo.store.read(f"data/{chunk_id[:2]}/{chunk_id}")[:20]
     nonce = os.urandom(12)
-    return b"HPB1" + nonce + AESGCM(_data_key(repo, custody)).encrypt(nonce, bytes([codec_byte]) + payload, b"chunk:" + bytes.fromhex(chunk_id))
+    return header + nonce + AESGCM(_blob_key(repo, custody, header)).encrypt(nonce, bytes([codec_byte]) + payload, b"chunk:" + bytes.fromhex(chunk_id))
 
 
 # -- one codec, backup and restore ----------------------------------------------------------------
@@ -148,8 +151,8 @@ def test_old_snapshots_restore_after_the_codec_changed_twice(location, sources, 
         for entry in manifest["files"]:
             assert hashlib.sha256((out / entry["name"]).read_bytes()).hexdigest() == entry["sha256"]
     assert _restored_equal(reopened, third["id"], sources, tmp_path / "latest")
-    # Once gzip or lz4 may be in it, the repository stays version 2, even back on zstd.
-    assert reopened.config == json.loads(reopened.store.read("config.json")) and reopened.config["version"] == 2
+    # Once it holds blobs under snapshot keys it is version 3 (which reads gzip and lz4 too), whatever the codec.
+    assert reopened.config == json.loads(reopened.store.read("config.json")) and reopened.config["version"] == 3
 
 
 def test_a_switch_from_a_stale_handle_never_lowers_the_version_another_set(tmp_path, custody):
@@ -252,8 +255,9 @@ def test_backup_compression_chooses_the_codec_of_a_new_repository(codec, reposit
 def test_the_command_switches_codecs_and_every_snapshot_still_restores(repository_dir, settings):
     settings.BACKUP_COMPRESSION = "zstd"
     _backup("run", "--database-only")
-    assert _backup("compression") == "compression: zstd (format version 1)\n"
-    assert "zstd -> lz4 (format version 2)" in _backup("compression", "lz4")
+    # The backup sealed under a snapshot key: version 3, which a codec change never lowers.
+    assert _backup("compression") == "compression: zstd (format version 3)\n"
+    assert "zstd -> lz4 (format version 3)" in _backup("compression", "lz4")
     _backup("run", "--database-only")
     assert "lz4 -> gzip" in _backup("compression", "gzip")
     _backup("run", "--database-only")

@@ -177,3 +177,16 @@ def test_a_backup_killed_mid_run_leaves_a_valid_repository_without_its_snapshot(
     report = repo.verify()
     assert report.ok
     assert report.chunks_checked > len({c for f in first["files"] for c in f["chunks"]})  # the killed run's chunk is there, unreferenced
+
+
+def test_a_directory_item_stores_each_file_under_its_name_and_restores_the_tree(repo, tmp_path):
+    dump = tmp_path / "dump"
+    (dump / "sub").mkdir(parents=True)
+    (dump / "toc.dat").write_bytes(b"table of contents")
+    (dump / "3001.dat").write_bytes(os.urandom(300_000))
+    (dump / "sub" / "empty.dat").write_bytes(b"")
+    manifest = repo.snapshot_create([("database/postgres.dir", dump)], meta={})
+    assert [f["name"] for f in manifest["files"]] == ["database/postgres.dir/3001.dat", "database/postgres.dir/sub/empty.dat", "database/postgres.dir/toc.dat"]
+    repo.restore(manifest["id"], to=tmp_path / "out")
+    for path in (dump / "toc.dat", dump / "3001.dat", dump / "sub" / "empty.dat"):
+        assert (tmp_path / "out" / "database" / "postgres.dir" / path.relative_to(dump)).read_bytes() == path.read_bytes()

@@ -43,7 +43,7 @@ class Command(BaseCommand):
             forget.add_argument(f"--keep-{rule}", type=int, default=0)
         forget.add_argument("--dry-run", action="store_true", help="Show what would go; change nothing.")
         forget.add_argument("--unneeded-wal", action="store_true", help="Forget the WAL snapshots no remaining base backup needs.")
-        prune = sub.add_parser("prune", help="Delete chunks no snapshot references.")
+        prune = sub.add_parser("prune", help="Delete chunks no snapshot references, then the data keys nothing is sealed under.")
         prune.add_argument("--dry-run", action="store_true")
         hold = sub.add_parser("hold", help="Set or release a legal hold on a snapshot.")
         hold.add_argument("snapshot_id")
