@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from types import SimpleNamespace
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
 
-from apps.backups.engine import runs, services, tasks
+from apps.backups.engine import services
 from apps.backups.engine.models import AlertKind, BackupAlert, BackupRun, RunKind, RunStatus
 from apps.backups.engine.recovery_db import postgres_database_drop
 from apps.photos.tests.conftest import local_store  # noqa: F401 (fixture)
@@ -19,24 +16,6 @@ from apps.photos.tests.conftest import local_store  # noqa: F401 (fixture)
 pytestmark = pytest.mark.django_db
 
 ENDPOINTS = ("/api/v1/recovery/full-system", "/api/v1/recovery/selective", "/api/v1/recovery/point-in-time")
-
-
-@pytest.fixture
-def as_role(client):
-    def sign_in(role: str):
-        user = get_user_model().objects.create_user(username=f"{role}-user", password="x", is_staff=True)
-        user.groups.add(Group.objects.get(name=role))
-        client.force_login(user)
-        return client
-
-    return sign_in
-
-
-@pytest.fixture
-def eager_runs(monkeypatch):
-    """Enqueued runs are carried out at once, in this process (what the worker would do after the commit)."""
-    monkeypatch.setattr(tasks.backup_run_task, "apply_async", lambda args, priority: runs.backup_run_execute(run_id=args[0]))
-    monkeypatch.setattr(runs, "transaction", SimpleNamespace(on_commit=lambda fn: fn()))
 
 
 def _post(client, path: str, body: dict):
