@@ -105,10 +105,13 @@ def _lock_name(run: BackupRun) -> str:
     return f"backup-{run.kind}-{run.schedule_id or run.backup_type or 'any'}"
 
 
-def backup_run_execute(*, run_id: uuid.UUID | str) -> BackupRun:
-    """Carry the run out once per cluster; a run whose schedule (or kind and type) is already running is REFUSED."""
+def backup_run_execute(*, run_id: uuid.UUID | str, echo=None) -> BackupRun:
+    """Carry the run out once per cluster; a run whose schedule (or kind and type) is already running is REFUSED.
+
+    `echo` also gets every progress line (a command run in the foreground shows them).
+    """
     run = BackupRun.objects.get(pk=run_id)
-    outcome = job_run_once(_lock_name(run), lambda lease: _execute(run.pk))
+    outcome = job_run_once(_lock_name(run), lambda lease: _execute(run.pk, echo))
     if outcome is None:
         BackupRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
             status=RunStatus.REFUSED, finished_at=timezone.now(), error="another run of the same schedule is in progress (or the lock store is unreachable)"
@@ -118,14 +121,14 @@ def backup_run_execute(*, run_id: uuid.UUID | str) -> BackupRun:
     return run
 
 
-def _execute(run_id) -> bool:
+def _execute(run_id, echo=None) -> bool:
     claimed = BackupRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING, started_at=timezone.now())
     if not claimed:
         return True  # carried out already (a task delivered twice)
     run = BackupRun.objects.select_related("schedule").get(pk=run_id)
     if run.schedule_id:
         BackupSchedule.objects.filter(pk=run.schedule_id).update(last_started_at=run.started_at)
-    progress = _progress_writer(run.pk)
+    progress = _progress_writer(run.pk, echo)
     try:
         result = _WORK[run.kind](run, progress)
     except Exception as exc:  # every failure is recorded on the run, alerted and audited
@@ -135,11 +138,13 @@ def _execute(run_id) -> bool:
     return True
 
 
-def _progress_writer(run_id):
+def _progress_writer(run_id, echo=None):
     """Keep the run's last progress line, at most one write a second (the status endpoint shows it)."""
     state = {"at": 0.0}
 
     def write(line: str) -> None:
+        if echo is not None:
+            echo(line)
         now = timezone.now().timestamp()
         if now - state["at"] >= 1.0:
             state["at"] = now

@@ -1,4 +1,4 @@
-"""`manage.py backup run (alias create)|list|verify|test-restore|restore|forget|prune|hold|catalog|retention|compression|secrets-export|secrets-restore`: server backups (docs/backups.md).
+"""`manage.py backup run (alias create)|list|verify|test-restore|restore|recover|forget|prune|hold|catalog|retention|compression|secrets-export|secrets-restore`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -18,6 +18,7 @@ from apps.backups.engine.repository import RepositoryError
 from apps.backups.engine.retention import RetentionPolicy
 from apps.backups.engine.secrets_bundle import BundleError
 from apps.backups.engine.sources import SourceError
+from apps.backups.management.recover_command import recover_arguments, recover_handle
 from signer.custody import CustodyError, CustodyUnavailable
 
 
@@ -63,6 +64,7 @@ class Command(BaseCommand):
         restore.add_argument("snapshot_id", help="A snapshot id, or `latest`.")
         restore.add_argument("--to", required=True, help="Target directory (must be empty unless --overwrite).")
         restore.add_argument("--overwrite", action="store_true")
+        recover_arguments(sub)
 
     def handle(self, *args, action, repository=None, **options):
         progress = self.stdout.write
@@ -144,6 +146,8 @@ class Command(BaseCommand):
                         raise CommandError("the repository has no snapshots")
                     snapshot_id = ids[-1]
                 services.backup_restore(snapshot_id=snapshot_id, to=options["to"], overwrite=options["overwrite"], repository=repository, progress=progress)
+            elif action == "recover":
+                recover_handle(self, options=options, repository=repository)
         except (RepositoryError, SourceError, CustodyError, BundleError) as exc:
             raise CommandError(str(exc)) from None
         except CustodyUnavailable:
