@@ -92,8 +92,12 @@ def recovery_execute(*, run: BackupRun, progress) -> dict:
     with tempfile.TemporaryDirectory(prefix="homepocket-recovery-") as scratch:
         scratch = Path(scratch)
         with_objects = params["type"] == "full_system" or (params["type"] == "selective" and params.get("book_id"))
-        if with_objects and not params.get("overwrite"):
-            _objects_target_check(params)  # before the database changes: a refusal changes nothing
+        if not params.get("overwrite"):  # before the database changes: a refusal changes nothing
+            if with_objects:
+                _objects_target_check(params)
+            config_to = params.get("config_to")
+            if params["type"] == "full_system" and config_to and Path(config_to).is_dir() and any(Path(config_to).iterdir()):
+                raise TargetNotEmpty(f"the directory {config_to}")
         result |= _database(repo, manifest, params, scratch, say)
         if with_objects:
             result["objects"] = _objects(repo, manifest, params, scratch, say)

@@ -7,6 +7,7 @@ These tests load into the live database from another connection, so they commit 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import uuid
@@ -87,6 +88,19 @@ def test_a_full_system_recovery_brings_back_every_row_and_photo_byte(books, repo
     assert run.result["objects"] == 5 and run.result["rows"] > 0
     event = AuditEvent.objects.filter(event_type="backup.restored", target=f"backup_run:{run.pk}").get()
     assert event.outcome == "success" and event.details["recovery_type"] == "full_system" and event.details["objects"] == 5
+
+
+def test_a_full_system_recovery_lays_the_configuration_bundle_out(books, repository_dir, settings, tmp_path):
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("correct horse battery staple\n")
+    settings.BACKUP_SECRETS_PASSPHRASE_FILE = str(passphrase)
+    services.backup_create(backup_type="full")
+    _wipe()
+    run = _recover({"type": "full_system", "config_to": str(tmp_path / "config")})
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.result["config_files"] >= 4
+    assert (tmp_path / "config" / "secret_key").read_text().strip() == settings.SECRET_KEY
+    assert "correct horse" not in json.dumps(run.params) + json.dumps(run.result)
 
 
 def test_a_recovery_over_live_data_without_overwrite_is_refused_and_changes_nothing(books, repository_dir):
