@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from apps.backups.engine import runs, services
 from apps.backups.engine.models import BackupRun, RunKind
@@ -66,16 +66,11 @@ def recovery_request(*, params: dict, requested_by: str = "", repository: str | 
             _live_targets_check(params)
         except TargetNotEmpty as exc:
             raise RecoveryTargetNotEmpty(str(exc), details={"target": exc.result["target"]}) from None
-    from apps.backups.engine.models import StorageLocation
-
-    location = StorageLocation.objects.filter(url=repository).first() if repository else None
-    run = runs.backup_run_request(
-        kind=RunKind.RECOVERY, location=location,
-        requested_by=requested_by, snapshot_id=params.get("snapshot_id") or "", params=params, enqueue=enqueue,
-    )  # fmt: skip
-    if repository and location is None:
-        BackupRun.objects.filter(pk=run.pk).update(location_url=str(repository))
-        run.location_url = str(repository)
+    with transaction.atomic():  # the run names its repository before a worker can pick it up
+        run = runs.backup_run_request(kind=RunKind.RECOVERY, requested_by=requested_by, snapshot_id=params.get("snapshot_id") or "", params=params, enqueue=enqueue)
+        if repository:
+            BackupRun.objects.filter(pk=run.pk).update(location_url=str(repository))
+            run.location_url = str(repository)
     return run
 
 
@@ -84,7 +79,7 @@ def recovery_execute(*, run: BackupRun, progress) -> dict:
     params = run.params
     say = progress or (lambda line: None)
     if params["type"] == "point_in_time":
-        return _point_in_time(params, say)
+        return _point_in_time(params, say, repository=run.location_url or None)
     repo = services.backup_repository_open(repository=run.location_url or None)
     manifest = _snapshot(repo, params)
     say(f"recovery {params['type']}: snapshot {manifest['id']}")
@@ -139,12 +134,10 @@ def _live_targets_check(params: dict) -> None:
     """TargetNotEmpty when the live database or store holds what this recovery would replace."""
     plan, book = _rows_plan(params)
     if _database_live(params) and params["type"] != "point_in_time":
-        from django.db import connection as live
-
-        with live.cursor() as cursor:
-            wanted = plan if plan is not None else [TableRows(t) for t in data_tables()]
-            for rows in wanted:
-                if rows.table not in live.introspection.table_names(cursor):
+        with connection.cursor() as cursor:
+            known = set(connection.introspection.table_names(cursor))
+            for rows in plan if plan is not None else [TableRows(t) for t in data_tables()]:
+                if rows.table not in known:
                     continue
                 where = rows.where.replace("{schema}", "").replace("%(book)s", "%s") if rows.where else ""
                 args = [book] * where.count("%s")
@@ -252,7 +245,7 @@ def _config(repo: Repository, manifest: dict, params: dict, scratch: Path, run: 
     return {"config": str(to), "config_files": len(written)}
 
 
-def _point_in_time(params: dict, say) -> dict:
+def _point_in_time(params: dict, say, *, repository: str | None) -> dict:
     try:
         from apps.backups.engine.physical import pitr_restore
     except ImportError as exc:
@@ -261,6 +254,6 @@ def _point_in_time(params: dict, say) -> dict:
         raise RecoveryRefused("point-in-time recovery needs PostgreSQL (the embedded mode's SQLite has no WAL archive)")
     result = pitr_restore(
         target_time=datetime.fromisoformat(params["target_time"]), to=Path(params["to"]), base_snapshot=params.get("base_snapshot") or None,
-        overwrite=params.get("overwrite", False), progress=say,
+        overwrite=params.get("overwrite", False), repository=repository, progress=say,
     )  # fmt: skip
     return json.loads(json.dumps(result, default=str))
