@@ -13,6 +13,7 @@ import sqlite3
 import uuid
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 
 from apps.audit.models import AuditEvent
@@ -124,6 +125,22 @@ def test_with_overwrite_a_database_recovery_rolls_live_rows_back_to_the_snapshot
     run = _recover({"type": "database", "overwrite": True})
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert _rows() == before
+
+
+def test_ids_handed_out_after_a_recovery_into_a_fresh_database_do_not_collide_with_restored_ones(books, repository_dir):
+    get_user_model().objects.create_user(username="in-the-snapshot")
+    services.backup_create(backup_type="database")
+    _wipe()
+    get_user_model().objects.all().delete()
+    with connection.cursor() as cursor:  # a new deployment's id counters start again
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT setval(pg_get_serial_sequence('auth_user', 'id'), 1, false)")
+        else:
+            cursor.execute("DELETE FROM sqlite_sequence WHERE name = 'auth_user'")
+    run = _recover({"type": "database"})
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    get_user_model().objects.create_user(username="after-the-recovery")
+    assert set(get_user_model().objects.values_list("username", flat=True)) == {"in-the-snapshot", "after-the-recovery"}
 
 
 def test_a_selective_recovery_of_one_book_leaves_the_other_books_alone(books, repository_dir):
