@@ -219,6 +219,25 @@ def s3_object_put(*, key: str, body: bytes, sha256: bytes) -> None:
     )  # fmt: skip
 
 
+def object_put(*, key: str, body: bytes) -> None:
+    """Write (or replace) one object with these bytes: a recovery putting backed-up objects back.
+
+    Local: written under a temporary name and renamed into place, so a reader sees the old object
+    or the new one, never a part.
+    """
+    if s3_enabled():
+        s3_object_put(key=key, body=body, sha256=hashlib.sha256(body).digest())
+        return
+    path = _local_path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.urandom(6).hex()}{_PARTIAL_SUFFIX}")
+    with open(partial, "xb") as out:
+        out.write(body)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+
+
 def partial_uploads_purge(*, older_than: float, dry_run: bool) -> list[str]:
     """Local mode: remove temporary files of uploads that died mid-stream (a crashed process)."""
     if s3_enabled():

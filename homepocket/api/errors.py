@@ -37,6 +37,7 @@ _CODES = [
     ErrorCode("DEVICE_LIMIT_REACHED", 409, "The book already has its maximum number of devices."),
     ErrorCode("DEVICE_ALREADY_REGISTERED", 409, "This device id or public key is already registered."),
     ErrorCode("INVALID_STATE", 409, "The resource is not in a state that allows this operation."),
+    ErrorCode("RECOVERY_TARGET_NOT_EMPTY", 409, "The recovery's target already holds data (rows or photo objects); recover over it only with overwrite."),
     ErrorCode("PAYLOAD_TOO_LARGE", 413, "The request body is larger than 1 MiB, or a relay payload larger than 256 KiB."),
     ErrorCode("UNSUPPORTED_MEDIA_TYPE", 415, "The body is not application/json."),
     ErrorCode("RATE_LIMIT_EXCEEDED", 429, "Too many requests; retry after the Retry-After header's seconds."),

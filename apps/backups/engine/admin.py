@@ -1,4 +1,4 @@
-"""Operators' pages for server backups: storage locations and schedules (editable), runs, snapshots, alerts."""
+"""Operators' pages for server backups: storage locations and schedules (editable), runs, recoveries, snapshots, alerts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from apps.backups.engine import catalog, scheduling, services
 from apps.audit.services import audit_event_record
-from apps.backups.engine.models import AllowedRegion, BackupAlert, BackupRun, BackupSchedule, SnapshotRecord, StorageLocation
+from apps.backups.engine.models import AllowedRegion, BackupAlert, BackupRun, BackupSchedule, RecoveryRun, RunKind, SnapshotRecord, StorageLocation
 from apps.backups.engine.repository import RepositoryError
 from homepocket.api.errors import ApplicationError
 from homepocket.view_only_admin import ViewOnlyModelAdmin
@@ -75,6 +75,34 @@ class BackupRunAdmin(ViewOnlyModelAdmin):
     list_display = ("id", "kind", "backup_type", "schedule", "trigger", "status", "snapshot_id", "created_at", "finished_at")
     list_filter = ("kind", "status", "trigger", "backup_type")
     search_fields = ("=id", "=snapshot_id")
+
+
+@admin.register(RecoveryRun)
+class RecoveryRunAdmin(ViewOnlyModelAdmin):
+    """The recoveries (started by the API or `manage.py backup recover`): what was asked, progress, outcome."""
+
+    list_display = ("id", "recovery_type", "status", "progress", "snapshot_id", "requested_by", "created_at", "finished_at")
+    list_filter = ("status",)
+    search_fields = ("=id", "=snapshot_id")
+    fields = ("id", "status", "snapshot_id", "requested_by", "location_url", "params", "progress", "result", "error", "created_at", "started_at", "finished_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(kind=RunKind.RECOVERY)
+
+    @admin.display(description="type")
+    def recovery_type(self, obj) -> str:
+        return obj.params.get("type", "")
+
+    def has_view_permission(self, request, obj=None):
+        # The backup roles see runs through backup_view (docs/backups.md, "Roles"), not the proxy's own permission.
+        return super().has_view_permission(request, obj) or request.user.has_perm("backups.backup_view")
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or request.user.has_perm("backups.backup_view")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a recovery's record stays (it is audited too)
 
 
 @admin.register(BackupAlert)

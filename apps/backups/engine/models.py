@@ -106,7 +106,7 @@ class RunStatus(models.TextChoices):
 
 
 class BackupRun(models.Model):
-    """One piece of backup work (a backup, a test restore, a verify, a retention pass) and its outcome."""
+    """One piece of backup work (a backup, a test restore, a verify, a retention pass, a recovery) and its outcome."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=16, choices=RunKind.choices, default=RunKind.BACKUP)
@@ -120,6 +120,9 @@ class BackupRun(models.Model):
     progress = models.CharField(max_length=300, blank=True)
     error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # What a recovery was asked to do (engine/recovery.py: type, target, tables or book, overwrite);
+    # never a secret: a passphrase is named by its file.
+    params = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -140,6 +143,14 @@ class BackupRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.backup_type} {self.status} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class RecoveryRun(BackupRun):
+    """The recoveries among the runs (their own admin page)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "recovery"
 
 
 class AlertKind(models.TextChoices):

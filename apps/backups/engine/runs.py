@@ -11,7 +11,7 @@ made QUEUED by `backup_run_request` and carried out by `backup_run_execute` in a
   BACKUP_ALLOWED_REGIONS) is refused with
   COMPLIANCE_VIOLATION before anything is read (and raises that alert).
 - **Outcome**: SUCCEEDED with the snapshot and its stats, or FAILED with the error; a failure
-  raises BACKUP_FAILED (RECOVERY_FAILED for a test restore, CORRUPTION_DETECTED for a verify that
+  raises BACKUP_FAILED (RECOVERY_FAILED for a test restore or a recovery, CORRUPTION_DETECTED for a verify that
   found damage, STORAGE_FULL when the store ran out of space); every run is an audit event.
 """
 
@@ -82,7 +82,7 @@ def run_location_url(location: StorageLocation | None) -> str:
 
 def backup_run_request(
     *, kind: str = RunKind.BACKUP, backup_type: str = "", schedule: BackupSchedule | None = None, location: StorageLocation | None = None,
-    trigger: str = RunTrigger.MANUAL, requested_by: str = "", snapshot_id: str = "", enqueue: bool = True,
+    trigger: str = RunTrigger.MANUAL, requested_by: str = "", snapshot_id: str = "", params: dict | None = None, enqueue: bool = True,
 ) -> BackupRun:
     """A QUEUED run, enqueued for a worker once the transaction commits (refused at once outside the allowed regions)."""  # fmt: skip
     if schedule is not None:
@@ -91,7 +91,7 @@ def backup_run_request(
         location_residency_check(location=location, schedule_id=schedule.pk if schedule else None)
     run = BackupRun.objects.create(
         kind=kind, backup_type=backup_type, schedule=schedule, trigger=trigger, requested_by=requested_by,
-        location_url=run_location_url(location), snapshot_id=snapshot_id,
+        location_url=run_location_url(location), snapshot_id=snapshot_id, params=params or {},
     )  # fmt: skip
     if enqueue:
         from apps.backups.engine.tasks import backup_run_task
@@ -105,10 +105,13 @@ def _lock_name(run: BackupRun) -> str:
     return f"backup-{run.kind}-{run.schedule_id or run.backup_type or 'any'}"
 
 
-def backup_run_execute(*, run_id: uuid.UUID | str) -> BackupRun:
-    """Carry the run out once per cluster; a run whose schedule (or kind and type) is already running is REFUSED."""
+def backup_run_execute(*, run_id: uuid.UUID | str, echo=None) -> BackupRun:
+    """Carry the run out once per cluster; a run whose schedule (or kind and type) is already running is REFUSED.
+
+    `echo` also gets every progress line (a command run in the foreground shows them).
+    """
     run = BackupRun.objects.get(pk=run_id)
-    outcome = job_run_once(_lock_name(run), lambda lease: _execute(run.pk))
+    outcome = job_run_once(_lock_name(run), lambda lease: _execute(run.pk, echo))
     if outcome is None:
         BackupRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
             status=RunStatus.REFUSED, finished_at=timezone.now(), error="another run of the same schedule is in progress (or the lock store is unreachable)"
@@ -118,14 +121,14 @@ def backup_run_execute(*, run_id: uuid.UUID | str) -> BackupRun:
     return run
 
 
-def _execute(run_id) -> bool:
+def _execute(run_id, echo=None) -> bool:
     claimed = BackupRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING, started_at=timezone.now())
     if not claimed:
         return True  # carried out already (a task delivered twice)
     run = BackupRun.objects.select_related("schedule").get(pk=run_id)
     if run.schedule_id:
         BackupSchedule.objects.filter(pk=run.schedule_id).update(last_started_at=run.started_at)
-    progress = _progress_writer(run.pk)
+    progress = _progress_writer(run.pk, echo)
     try:
         result = _WORK[run.kind](run, progress)
     except Exception as exc:  # every failure is recorded on the run, alerted and audited
@@ -135,11 +138,13 @@ def _execute(run_id) -> bool:
     return True
 
 
-def _progress_writer(run_id):
+def _progress_writer(run_id, echo=None):
     """Keep the run's last progress line, at most one write a second (the status endpoint shows it)."""
     state = {"at": 0.0}
 
     def write(line: str) -> None:
+        if echo is not None:
+            echo(line)
         now = timezone.now().timestamp()
         if now - state["at"] >= 1.0:
             state["at"] = now
@@ -177,7 +182,13 @@ def _retention(run: BackupRun, progress) -> dict:
     return schedule_retention_apply(schedule=run.schedule, dry_run=bool(run.result.get("dry_run")), progress=progress)
 
 
-_WORK = {RunKind.BACKUP: _backup, RunKind.TEST_RESTORE: _test_restore, RunKind.VERIFY: _verify, RunKind.RETENTION: _retention}
+def _recovery(run: BackupRun, progress) -> dict:
+    from apps.backups.engine.recovery import recovery_execute
+
+    return recovery_execute(run=run, progress=progress)
+
+
+_WORK = {RunKind.BACKUP: _backup, RunKind.TEST_RESTORE: _test_restore, RunKind.VERIFY: _verify, RunKind.RETENTION: _retention, RunKind.RECOVERY: _recovery}
 
 
 class RecoveryMismatch(Exception):
@@ -199,7 +210,7 @@ def _alert_kind(run: BackupRun, exc: Exception) -> str:
         return AlertKind.STORAGE_FULL
     if "EntityTooLarge" in str(exc) or "QuotaExceeded" in str(exc):
         return AlertKind.STORAGE_FULL
-    return AlertKind.RECOVERY_FAILED if run.kind == RunKind.TEST_RESTORE else AlertKind.BACKUP_FAILED
+    return AlertKind.RECOVERY_FAILED if run.kind in (RunKind.TEST_RESTORE, RunKind.RECOVERY) else AlertKind.BACKUP_FAILED
 
 
 def _finish_failed(run: BackupRun, exc: Exception) -> None:
@@ -208,7 +219,7 @@ def _finish_failed(run: BackupRun, exc: Exception) -> None:
     BackupRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now(), error=message[:2000], result=details)
     alert_raise(kind=_alert_kind(run, exc), schedule_id=run.schedule_id, run_id=run.pk, message=f"{run.kind} {run.backup_type}: {message}"[:500], details={"error": type(exc).__name__})
     metrics.SCHEDULE_RUNS.labels(schedule=_schedule_label(run), kind=run.kind, outcome="failure").inc()
-    _audit(run, "failure", {"error": type(exc).__name__})
+    _audit(run, "failure", {"error": type(exc).__name__, **_recovery_audit(run, details)})
 
 
 def _finish_succeeded(run: BackupRun, result: dict) -> None:
@@ -225,14 +236,26 @@ def _finish_succeeded(run: BackupRun, result: dict) -> None:
             metrics.SCHEDULE_SIZE_RATIO.labels(schedule=label).set(stats["bytes_stored_new"] / stats["bytes_in"])
         if result["duration_seconds"]:
             metrics.SCHEDULE_THROUGHPUT.labels(schedule=label).set(stats["bytes_in"] / result["duration_seconds"])
-    _audit(run, "success", {k: v for k, v in result.items() if k in ("snapshot_id", "tables_checked", "snapshots_checked", "forgotten", "pruned_chunks")})
+    _audit(run, "success", {k: v for k, v in result.items() if k in ("snapshot_id", "tables_checked", "snapshots_checked", "forgotten", "pruned_chunks")}
+           | _recovery_audit(run, result))
+
+
+def _recovery_audit(run: BackupRun, result: dict) -> dict:
+    """A recovery's type, target kind and counts (never a book id, a path or a row)."""
+    if run.kind != RunKind.RECOVERY:
+        return {}
+    counts = {k: result[k] for k in ("tables", "rows", "objects", "config_files", "refused") if k in result}
+    return {"recovery_type": run.params.get("type", ""), "live_target": bool(run.params.get("live", True)), **counts}
 
 
 def _schedule_label(run: BackupRun) -> str:
     return run.schedule.name if run.schedule else f"on-demand-{run.backup_type or run.kind}"
 
 
-_AUDIT_TYPES = {RunKind.BACKUP: "backup.run", RunKind.TEST_RESTORE: "backup.restored", RunKind.VERIFY: "backup.verified", RunKind.RETENTION: "backup.retention"}
+_AUDIT_TYPES = {
+    RunKind.BACKUP: "backup.run", RunKind.TEST_RESTORE: "backup.restored", RunKind.VERIFY: "backup.verified", RunKind.RETENTION: "backup.retention",
+    RunKind.RECOVERY: "backup.restored",
+}  # fmt: skip
 
 
 def _audit(run: BackupRun, outcome: str, details: dict) -> None:

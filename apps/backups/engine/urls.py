@@ -10,6 +10,7 @@ from apps.backups.engine.api import (
     TestRestoreView,
     TriggerView,
 )
+from apps.backups.engine.recovery_api import FullSystemView, PointInTimeView, RecoveryStatusView, SelectiveView
 
 # Staff paths: homepocket/settings.py SITE_PATH_PREFIXES gives them the admin's session stack.
 urlpatterns = [
@@ -18,6 +19,10 @@ urlpatterns = [
     path("backup/trigger/<str:backup_type>", TriggerView.as_view(), name="backup-trigger"),
     path("backup/status/<uuid:run_id>", StatusView.as_view(), name="backup-status"),
     path("recovery/available-backups", AvailableBackupsView.as_view(), name="recovery-available-backups"),
+    path("recovery/full-system", FullSystemView.as_view(), name="recovery-full-system"),
+    path("recovery/selective", SelectiveView.as_view(), name="recovery-selective"),
+    path("recovery/point-in-time", PointInTimeView.as_view(), name="recovery-point-in-time"),
+    path("recovery/status/<uuid:run_id>", RecoveryStatusView.as_view(), name="recovery-status"),
     path("validation/integrity/<str:snapshot_id>", IntegrityView.as_view(), name="validation-integrity"),
     path("validation/test-restore/<str:snapshot_id>", TestRestoreView.as_view(), name="validation-test-restore"),
     path("compliance/legal-hold", LegalHoldView.as_view(), name="compliance-legal-hold"),

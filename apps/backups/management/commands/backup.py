@@ -1,4 +1,4 @@
-"""`manage.py backup run (alias create)|list|verify|test-restore|restore|pitr|forget|prune|hold|catalog|retention|compression|secrets-export|secrets-restore`: server backups (docs/backups.md).
+"""`manage.py backup run (alias create)|list|verify|test-restore|restore|recover|pitr|forget|prune|hold|catalog|retention|compression|secrets-export|secrets-restore`: server backups (docs/backups.md).
 
 `list` and `restore` need only the repository and the master key, not the database: pass
 `--repository DIR` to use a repository other than settings.BACKUP_REPOSITORY_DIR.
@@ -20,6 +20,7 @@ from apps.backups.engine.repository import RepositoryError
 from apps.backups.engine.retention import RetentionPolicy
 from apps.backups.engine.secrets_bundle import BundleError
 from apps.backups.engine.sources import SourceError
+from apps.backups.management.recover_command import recover_arguments, recover_handle
 from signer.custody import CustodyError, CustodyUnavailable
 
 
@@ -73,6 +74,7 @@ class Command(BaseCommand):
         pitr.add_argument("--to", required=True, help="The data directory to make (must be empty unless --overwrite); WAL goes to DIR-wal.")
         pitr.add_argument("--base", help="The physical snapshot to start from (default: the latest that finished before the target).")
         pitr.add_argument("--overwrite", action="store_true")
+        recover_arguments(sub)
 
     def handle(self, *args, action, repository=None, **options):
         progress = self.stdout.write
@@ -170,6 +172,8 @@ class Command(BaseCommand):
                     repository=repository, progress=progress,
                 )  # fmt: skip
                 self.stdout.write(json.dumps(result, indent=2))
+            elif action == "recover":
+                recover_handle(self, options=options, repository=repository)
         except (RepositoryError, SourceError, CustodyError, BundleError) as exc:
             raise CommandError(str(exc)) from None
         except CustodyUnavailable:
