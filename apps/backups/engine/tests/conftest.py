@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -81,3 +82,28 @@ def s3_repository(request, settings):
     boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=bucket)
     settings.BACKUP_S3 = options
     return f"s3://{bucket}/repository", options
+
+
+@pytest.fixture
+def as_role(client):
+    """Sign the test client in as a staff member holding one backup role (or none)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    def sign_in(role: str | None, *, staff: bool = True):
+        user = get_user_model().objects.create_user(username=f"{role or 'nobody'}-{staff}", password="x", is_staff=staff)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        client.force_login(user)
+        return client
+
+    return sign_in
+
+
+@pytest.fixture
+def eager_runs(monkeypatch):
+    """Enqueued runs are carried out at once, in this process (what the worker would do after the commit)."""
+    from apps.backups.engine import runs, tasks
+
+    monkeypatch.setattr(tasks.backup_run_task, "apply_async", lambda args, priority: runs.backup_run_execute(run_id=args[0]))
+    monkeypatch.setattr(runs, "transaction", SimpleNamespace(on_commit=lambda fn: fn()))

@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django_celery_beat.models import PeriodicTask
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_events_flush
-from apps.backups.engine import runs, services, tasks
+from apps.backups.engine import services
 from apps.backups.engine.models import BackupRun, RunStatus, StorageLocation
 from apps.backups.engine.repository import RepositoryError
 
 # Not transactional: the role groups come from a data migration, which a transactional test's flush would drop.
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def as_role(client):
-    """Sign the test client in as a staff member holding one backup role (or none)."""
-
-    def sign_in(role: str | None, *, staff: bool = True):
-        user = get_user_model().objects.create_user(username=f"{role or 'nobody'}-{staff}", password="x", is_staff=staff)
-        if role:
-            user.groups.add(Group.objects.get(name=role))
-        client.force_login(user)
-        return client
-
-    return sign_in
-
-
-@pytest.fixture
-def eager_runs(monkeypatch):
-    """Enqueued runs are carried out at once, in this process (what the worker would do after the commit)."""
-    monkeypatch.setattr(tasks.backup_run_task, "apply_async", lambda args, priority: runs.backup_run_execute(run_id=args[0]))
-    monkeypatch.setattr(runs, "transaction", SimpleNamespace(on_commit=lambda fn: fn()))
 
 
 def _error(response) -> str:
