@@ -17,6 +17,7 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
 
 from apps.audit.selectors import audit_events_filter
@@ -63,8 +64,9 @@ def validation_all_request(*, location: StorageLocation | None, test_restore: bo
     """
     repo = services.backup_repository_open(repository=runs.run_location_url(location))
     latest = services.snapshot_latest_with_database(repo) if test_restore else None
-    verify = runs.backup_run_request(kind=RunKind.VERIFY, location=location, requested_by=requested_by)
-    drill = runs.backup_run_request(kind=RunKind.TEST_RESTORE, location=location, snapshot_id=latest, requested_by=requested_by) if latest else None
+    with transaction.atomic():  # both jobs or neither (each is enqueued once this commits)
+        verify = runs.backup_run_request(kind=RunKind.VERIFY, location=location, requested_by=requested_by)
+        drill = runs.backup_run_request(kind=RunKind.TEST_RESTORE, location=location, snapshot_id=latest, requested_by=requested_by) if latest else None
     return verify, drill
 
 

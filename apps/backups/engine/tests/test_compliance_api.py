@@ -157,6 +157,11 @@ def test_reading_the_trail_is_itself_audited(as_role, backup_trail, django_captu
     assert event.target == "audit_log" and event.details == {"actor": "compliance_officer-True", "filters": {"outcome": "failure"}}
 
 
+def test_a_malformed_cursor_is_a_404(as_role, backup_trail):
+    response = as_role("compliance_officer").get("/api/v1/compliance/audit-log", {"cursor": "not-a-cursor"})
+    assert response.status_code == 404 and _error(response) == "NOT_FOUND"
+
+
 @pytest.mark.parametrize("role", ["backup_operator", "recovery_specialist", "read_only"])
 def test_roles_without_backup_read_audit_cannot_read_the_trail(as_role, backup_trail, role):
     response = as_role(role).get("/api/v1/compliance/audit-log")
