@@ -9,9 +9,11 @@ from apps.audit.models import AuditEvent
 
 
 def audit_events_filter(
-    *, event_type=None, outcome=None, since=None, until=None, book_id=None, device_id=None
+    *, event_type=None, outcome=None, since=None, until=None, book_id=None, device_id=None, event_type_prefix=None
 ) -> QuerySet[AuditEvent]:
     events = AuditEvent.objects.all()
+    if event_type_prefix:  # one app's trail (server backups: "backup.")
+        events = events.filter(event_type__startswith=event_type_prefix)
     if event_type:
         events = events.filter(event_type=event_type)
     if outcome:

@@ -88,6 +88,13 @@ def s3_enabled() -> bool:
     return bool(settings.S3_BUCKET)
 
 
+def store_describe() -> dict:
+    """Where photo objects live, for data-residency reports: {"kind": "s3"|"local", "region"} (local: None, the server's own disk)."""
+    if s3_enabled():
+        return {"kind": "s3", "region": settings.STORAGES["default"]["OPTIONS"].get("region_name") or "us-east-1"}
+    return {"kind": "local", "region": None}
+
+
 # --- the functions the services call -------------------------------------------------------
 
 

@@ -74,6 +74,14 @@ def _repository_error(exc: RepositoryError) -> ApplicationError:
     return InvalidState(str(exc)[:300])
 
 
+def schedule_get(schedule_id) -> BackupSchedule:
+    """The schedule, or 404 NOT_FOUND."""
+    schedule = BackupSchedule.objects.select_related("location").filter(pk=schedule_id).first()
+    if schedule is None:
+        raise NotFound("No backup schedule with this id.")
+    return schedule
+
+
 class ScheduleListView(_StaffView):
     permission_classes = [role_permission("backup_view", "backup_manage_schedules")]
     error_codes = [*_StaffView.error_codes, "INVALID_ARGUMENT", "COMPLIANCE_VIOLATION"]
@@ -97,19 +105,13 @@ class ScheduleDetailView(_StaffView):
     permission_classes = [role_permission("backup_view", "backup_manage_schedules")]
     error_codes = [*_StaffView.error_codes, "INVALID_ARGUMENT", "COMPLIANCE_VIOLATION", "NOT_FOUND"]
 
-    def _get(self, schedule_id) -> BackupSchedule:
-        schedule = BackupSchedule.objects.select_related("location").filter(pk=schedule_id).first()
-        if schedule is None:
-            raise NotFound("No backup schedule with this id.")
-        return schedule
-
     @extend_schema(operation_id="backup_schedule_get", summary="One backup schedule", responses={200: ScheduleSerializer}, tags=["server backups"])
     def get(self, request, schedule_id: int):
-        return Response(ScheduleSerializer(self._get(schedule_id)).data)
+        return Response(ScheduleSerializer(schedule_get(schedule_id)).data)
 
     @extend_schema(operation_id="backup_schedule_update", summary="Change a schedule (its beat entry follows)", request=ScheduleSerializer, responses={200: ScheduleSerializer}, tags=["server backups"])
     def patch(self, request, schedule_id: int):
-        schedule = self._get(schedule_id)
+        schedule = schedule_get(schedule_id)
         payload = ScheduleSerializer(schedule, data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
         for field, value in payload.validated_data.items():
@@ -118,7 +120,7 @@ class ScheduleDetailView(_StaffView):
 
     @extend_schema(operation_id="backup_schedule_delete", summary="Delete a schedule and its beat entry", responses={204: OpenApiResponse(description="Deleted.")}, tags=["server backups"])
     def delete(self, request, schedule_id: int):
-        scheduling.backup_schedule_delete(schedule=self._get(schedule_id), actor=_actor(request))
+        scheduling.backup_schedule_delete(schedule=schedule_get(schedule_id), actor=_actor(request))
         return Response(status=204)
 
 

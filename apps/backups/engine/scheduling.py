@@ -58,6 +58,28 @@ def crontab_parse(text: str) -> dict:
     return parsed
 
 
+RETENTION_FIELDS = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "archive_after_days", "delete_after_days")
+
+
+def schedule_retention_validate(schedule: BackupSchedule) -> None:
+    """INVALID_ARGUMENT (naming the field) for retention rules that are negative or contradict each other."""
+    for field in RETENTION_FIELDS:
+        value = getattr(schedule, field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidSchedule(f"{field} is a whole number, 0 or more.", details={"field": field})
+    delete_after, archive_after = schedule.delete_after_days, schedule.archive_after_days
+    if delete_after == 0:
+        # delete_after_days wins over the GFS rules: 0 would forget every snapshot at the next pass.
+        raise InvalidSchedule("delete_after_days 0 keeps nothing; leave it empty to keep what the rules keep.", details={"field": "delete_after_days"})
+    if delete_after is not None and archive_after is not None and delete_after < archive_after:
+        raise InvalidSchedule("delete_after_days is before archive_after_days: nothing would ever be archived.", details={"field": "delete_after_days"})
+
+
+def schedule_retention(schedule: BackupSchedule) -> dict:
+    """The schedule's retention rules as a dict (audit details, the compliance API)."""
+    return {field: getattr(schedule, field) for field in RETENTION_FIELDS}
+
+
 def _crontab(schedule: BackupSchedule, *, now=None) -> celery_crontab:
     return celery_crontab(**crontab_parse(schedule.crontab), nowfun=(lambda: now) if now else None, app=None)
 
@@ -67,6 +89,7 @@ def backup_schedule_save(*, schedule: BackupSchedule, actor: str = "") -> Backup
     parsed = crontab_parse(schedule.crontab)
     if schedule.priority > 9:
         raise InvalidSchedule("priority is 0 (first) to 9.", details={"field": "priority"})
+    schedule_retention_validate(schedule)
     if schedule.enabled:
         location_residency_check(location=schedule.location)  # outside the transaction: its alert stays
     with transaction.atomic():
@@ -91,7 +114,7 @@ def _schedule_write(schedule: BackupSchedule, parsed: dict, actor: str) -> Backu
         schedule.periodic_task = task
     audit_event_record(
         event_type="backup.schedule_changed", outcome="success", target=f"backup_schedule:{schedule.pk}",
-        details={"name": schedule.name, "created": created, "crontab": schedule.crontab, "enabled": schedule.enabled, "actor": actor},
+        details={"name": schedule.name, "created": created, "crontab": schedule.crontab, "enabled": schedule.enabled, "retention": schedule_retention(schedule), "actor": actor},
     )  # fmt: skip
     return schedule
 

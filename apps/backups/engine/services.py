@@ -206,11 +206,16 @@ def backup_restore(*, snapshot_id: str, to: Path, overwrite: bool = False, repos
     return manifest
 
 
+def snapshot_latest_with_database(repo: Repository) -> str | None:
+    """The newest snapshot that holds a database with recorded table digests (what a test restore checks)."""
+    return next((m["id"] for m in reversed(repo.snapshots()) if m.get("database_tables") is not None), None)
+
+
 def backup_test_restore(*, snapshot_id: str | None = None, repository: str | Path | None = None, progress: Progress | None = None) -> dict:
     """Restore the snapshot's (default: the latest's) database into scratch space and compare every table."""
     repo = backup_repository_open(repository=repository)
     if snapshot_id is None:
-        snapshot_id = next((m["id"] for m in reversed(repo.snapshots()) if m.get("database_tables") is not None), None)
+        snapshot_id = snapshot_latest_with_database(repo)
         if snapshot_id is None:
             raise RepositoryError("the repository has no database snapshot")
     with tempfile.TemporaryDirectory(prefix="homepocket-drill-") as scratch:

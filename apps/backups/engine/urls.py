@@ -10,6 +10,14 @@ from apps.backups.engine.api import (
     TestRestoreView,
     TriggerView,
 )
+from apps.backups.engine.compliance_api import (
+    AuditLogView,
+    DataResidencyView,
+    RetentionPolicyDetailView,
+    RetentionPolicyListView,
+    ValidationReportView,
+    VerifyAllView,
+)
 from apps.backups.engine.recovery_api import FullSystemView, PointInTimeView, RecoveryStatusView, SelectiveView
 
 # Staff paths: homepocket/settings.py SITE_PATH_PREFIXES gives them the admin's session stack.
@@ -26,4 +34,11 @@ urlpatterns = [
     path("validation/integrity/<str:snapshot_id>", IntegrityView.as_view(), name="validation-integrity"),
     path("validation/test-restore/<str:snapshot_id>", TestRestoreView.as_view(), name="validation-test-restore"),
     path("compliance/legal-hold", LegalHoldView.as_view(), name="compliance-legal-hold"),
+    # Validation reports and compliance (engine/compliance_api.py).
+    path("validation/report/<uuid:run_id>", ValidationReportView.as_view(), name="validation-report"),
+    path("validation/verify-all", VerifyAllView.as_view(), name="validation-verify-all"),
+    path("compliance/retention-policy", RetentionPolicyListView.as_view(), name="compliance-retention-policies"),
+    path("compliance/retention-policy/<int:schedule_id>", RetentionPolicyDetailView.as_view(), name="compliance-retention-policy"),
+    path("compliance/audit-log", AuditLogView.as_view(), name="compliance-audit-log"),
+    path("compliance/data-residency/<uuid:book_id>", DataResidencyView.as_view(), name="compliance-data-residency"),
 ]

@@ -109,5 +109,6 @@ def as_role(client):
 def eager_runs(monkeypatch):
     """Enqueued runs are carried out at once, in this process (what the worker would do after the commit)."""
     from apps.backups.engine import runs, tasks
+
     monkeypatch.setattr(tasks.backup_run_task, "apply_async", lambda args, priority: runs.backup_run_execute(run_id=args[0]))
     monkeypatch.setattr(runs, "transaction", SimpleNamespace(on_commit=lambda fn: fn()))
