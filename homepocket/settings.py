@@ -326,6 +326,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         # Share delivery's `status` would otherwise collide with other `status` enums.
         "ShareDeliveryStatusEnum": "apps.backups.delivery.models.DeliveryStatus",
+        # Backup runs' `kind` and `status` collide with other apps' `kind`/`status` enums.
+        "BackupRunKindEnum": "apps.backups.engine.models.RunKind",
+        "BackupRunStatusEnum": "apps.backups.engine.models.RunStatus",
     },
     "DISABLE_ERRORS_AND_WARNINGS": False,
 }

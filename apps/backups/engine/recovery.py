@@ -245,12 +245,15 @@ def _config(repo: Repository, manifest: dict, params: dict, scratch: Path, run: 
     return {"config": str(to), "config_files": len(written)}
 
 
+def point_in_time_possible() -> bool:
+    """PITR restores PostgreSQL base backups: of this deployment's database, or of BACKUP_PHYSICAL_DATABASE_URL's server."""
+    return connection.vendor == "postgresql" or bool(settings.BACKUP_PHYSICAL_DATABASE_URL)
+
+
 def _point_in_time(params: dict, say, *, repository: str | None) -> dict:
-    try:
-        from apps.backups.engine.physical import pitr_restore
-    except ImportError as exc:
-        raise RecoveryRefused(f"point-in-time recovery is not available in this build ({exc})") from None
-    if connection.vendor != "postgresql":
+    from apps.backups.engine.pitr import pitr_restore
+
+    if not point_in_time_possible():
         raise RecoveryRefused("point-in-time recovery needs PostgreSQL (the embedded mode's SQLite has no WAL archive)")
     result = pitr_restore(
         target_time=datetime.fromisoformat(params["target_time"]), to=Path(params["to"]), base_snapshot=params.get("base_snapshot") or None,

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from apps.backups.engine import services
 from apps.backups.engine.api import _actor, _repository_error, _StaffView, role_permission
 from apps.backups.engine.models import BackupRun, RunKind
-from apps.backups.engine.recovery import recovery_request
+from apps.backups.engine.recovery import point_in_time_possible, recovery_request
 from apps.backups.engine.recovery_rows import PRESERVED_TABLES
 from apps.backups.engine.repository import RepositoryError
 from apps.backups.engine.serializers import RunSerializer
@@ -91,7 +91,7 @@ class PointInTimeInputSerializer(serializers.Serializer):
     overwrite = serializers.BooleanField(required=False, default=False)
 
     def validate(self, data):
-        if connection.vendor != "postgresql":
+        if not point_in_time_possible():
             raise serializers.ValidationError({"target_time": ["Point-in-time recovery needs PostgreSQL (the distributed mode)."]})
         return data
 

@@ -75,6 +75,30 @@ def test_it_recovers_to_the_noted_time_with_a_present_and_b_absent(workspace, so
     assert AuditEvent.objects.get(event_type="backup.restored", target=f"snapshot:{base['id']}").details["point_in_time"] == noted.isoformat()
 
 
+@pytest.mark.django_db
+def test_the_point_in_time_endpoint_runs_the_recovery_as_a_job(workspace, source, as_role, eager_runs):
+    services.backup_create(backup_type="physical")
+    noted = _write(source, "A")
+    _write(source, "B")
+    source.wal_switch_and_archive()
+    services.backup_create(backup_type="wal")
+    client = as_role("recovery_specialist")
+
+    response = client.post(
+        "/api/v1/recovery/point-in-time", {"target_time": noted.isoformat(), "to": str(workspace.root / "restored")}, content_type="application/json"
+    )
+
+    assert response.status_code == 202, response.json()
+    job = response.json()["data"]["job_id"]
+    status = client.get(f"/api/v1/recovery/status/{job}").json()["data"]
+    assert status["status"] == "succeeded", status
+    as_postgres_owner(workspace.root / "restored", workspace.root / "restored-wal")
+    restored = workspace.cluster(workspace.root / "restored").start()
+    restored.wait_until_promoted()
+    with restored.connect() as conn:
+        assert [row[0] for row in conn.execute("SELECT v FROM t ORDER BY v")] == ["A"], restored.log_text()
+
+
 def test_latest_recovers_every_archived_transaction(workspace, source):
     base = services.backup_create(backup_type="physical")
     _write(source, "A")

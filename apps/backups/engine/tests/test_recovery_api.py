@@ -71,7 +71,7 @@ def test_point_in_time_is_queued_only_with_postgresql(as_role, repository_dir, e
         return
     assert response.status_code == 202  # the repository holds no base backup: the job fails cleanly
     run = BackupRun.objects.get(pk=response.json()["data"]["job_id"])
-    assert run.status == RunStatus.FAILED and run.error
+    assert run.status == RunStatus.FAILED and "no physical snapshot" in run.error
     assert BackupAlert.objects.filter(kind=AlertKind.RECOVERY_FAILED, run=run).exists()
 
 
