@@ -73,6 +73,23 @@ def test_changing_one_mib_of_a_large_file_adds_about_one_mib(repo, tmp_path):
     assert MiB <= added <= 9 * MiB
 
 
+def test_changing_one_mib_in_a_100_mib_object_store_adds_about_one_mib(repo, tmp_path):
+    store = tmp_path / "objects"
+    store.mkdir()
+    for i in range(100):  # photo-sized ciphertext, as the photo store holds
+        (store / f"photo-{i:03d}.enc").write_bytes(os.urandom(MiB))
+    items = lambda: [(f"objects/{path.name}", path) for path in sorted(store.iterdir())]  # noqa: E731
+    first = repo.snapshot_create(items(), meta={})["stats"]["bytes_stored_new"]
+    unchanged = repo.snapshot_create(items(), meta={})["stats"]["bytes_stored_new"]
+    (store / "photo-042.enc").write_bytes(os.urandom(MiB))
+    changed = repo.snapshot_create(items(), meta={})["stats"]["bytes_stored_new"]
+
+    assert first >= 100 * MiB
+    assert unchanged == 0
+    # The new object's chunks, each sealed (header, nonce, tag) and zstd-framed: about 1 MiB.
+    assert MiB <= changed <= MiB + 4096
+
+
 def test_chunks_are_encrypted_at_rest(repo, files):
     repo.snapshot_create(files, meta={})
     for chunk in _chunk_files(repo):
