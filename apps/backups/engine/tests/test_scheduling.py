@@ -14,7 +14,12 @@ from apps.audit.services import audit_events_flush
 from apps.backups.engine import repository as repository_module
 from apps.backups.engine import runs, scheduling, services
 from apps.backups.engine.models import AlertKind, BackupAlert, BackupRun, BackupSchedule, RunKind, RunStatus, StorageLocation
-from apps.backups.engine.tasks import backup_retention_apply_task, backup_scheduled_run_task
+from apps.backups.engine.tasks import (
+    backup_retention_apply_task,
+    backup_scheduled_run_task,
+    backup_test_restore_scheduled_task,
+    backup_verify_scheduled_task,
+)
 from apps.cluster.jobs import job_lease_acquire
 from homepocket.api.errors import ApplicationError
 
@@ -185,6 +190,30 @@ def test_the_retention_task_runs_each_schedule_with_rules_as_an_audited_run(repo
     run = BackupRun.objects.get(kind=RunKind.RETENTION)
     assert run.status == RunStatus.SUCCEEDED and len(run.result["forgotten"]) == 1
     assert len(services.backup_repository_open().snapshot_ids()) == 1
+
+
+def test_the_scheduled_drill_test_restores_the_newest_database_snapshot_and_reports_it(repository_dir):
+    assert backup_test_restore_scheduled_task() == []  # no repository yet: nothing to drill, no alert
+    services.backup_create(backup_type="database")
+    newest = services.backup_create(backup_type="database")
+    services.backup_create(backup_type="objects")  # newer, but holds no database
+
+    assert backup_test_restore_scheduled_task() == [RunStatus.SUCCEEDED]
+    run = BackupRun.objects.get(kind=RunKind.TEST_RESTORE)
+    assert run.trigger == "schedule" and run.snapshot_id == newest["id"]
+    assert run.result["ok"] is True and run.result["tables_checked"] > 0
+    assert not BackupAlert.objects.exists()
+
+
+def test_the_scheduled_verify_reports_damage_with_corruption_detected(repository_dir):
+    services.backup_create(objects=False)
+    victim = next(p for p in (repository_dir / "data").rglob("*") if p.is_file())
+    victim.write_bytes(victim.read_bytes()[:-1] + bytes([victim.read_bytes()[-1] ^ 1]))
+
+    assert backup_verify_scheduled_task() == [RunStatus.FAILED]
+    run = BackupRun.objects.get(kind=RunKind.VERIFY)
+    assert run.trigger == "schedule" and run.result["problems"][0]["chunk"] == victim.name
+    assert BackupAlert.objects.get().kind == AlertKind.CORRUPTION_DETECTED
 
 
 @pytest.mark.django_db  # not transactional: pytest-django runs these before any flush drops the migration's rows
