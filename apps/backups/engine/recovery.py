@@ -8,7 +8,7 @@ Types (`params["type"]`):
 - `selective`: the rows of chosen `tables`, or one `book_id`'s rows in every table that belongs to
   a book (engine/recovery_rows.py) and that book's photo objects;
 - `point_in_time` (PostgreSQL): a base backup and the WAL up to `target_time` laid out into a data
-  directory (engine/physical.py `pitr_restore`).
+  directory (engine/pitr.py `pitr_restore`).
 
 Target: the live deployment (the configured database and photo store, the default), or another
 location: `target_database` (a PostgreSQL database name on the same server, or a SQLite file path)
