@@ -64,6 +64,7 @@ def test_bad_input_is_a_400_and_queues_nothing(as_role, repository_dir, path, bo
 
 
 def test_point_in_time_is_queued_only_with_postgresql(as_role, repository_dir, eager_runs, tmp_path):
+    services.backup_create(backup_type="database")  # a repository, but no base backup in it
     response = _post(as_role("backup_admin"), "/api/v1/recovery/point-in-time", {"target_time": "2026-11-25T00:00:00Z", "to": str(tmp_path / "pgdata")})
     if connection.vendor == "sqlite":
         assert response.status_code == 400 and _error(response) == "INVALID_ARGUMENT"
