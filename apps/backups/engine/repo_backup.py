@@ -11,7 +11,9 @@ import hashlib
 import json
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -81,32 +83,34 @@ def snapshot_write(repo: Repository, items: list[SourceItem | tuple[str, Path]],
     entries = []
     stats = {"bytes_in": 0, "chunks": 0, "chunks_new": 0, "bytes_stored_new": 0, "files": len(items), "files_unchanged": 0, "parent": parent["id"]}
     done = 0
-    for item in items:
-        checked_name(item.name)
-        previous = parent["entries"].get(item.name)
-        if item.stamp and previous and previous.get("stamp") == item.stamp and previous["size"] == item.size:
-            entries.append(previous)  # unchanged since the parent snapshot: not read again
-            stats["files_unchanged"] += 1
-            stats["chunks"] += len(previous["chunks"])
-            done += item.size
-            continue
-        digest, chunk_list, size = hashlib.sha256(), [], 0
-        for data in _cut(repo, item):
-            digest.update(data)
-            chunk_id, stored = repo.chunk_put(data)
-            chunk_list.append(chunk_id)
-            size += len(data)
-            stats["chunks"] += 1
-            stats["bytes_in"] += len(data)
-            if stored:
-                stats["chunks_new"] += 1
-                stats["bytes_stored_new"] += stored
-            done += len(data)
-            say(f"backup {snapshot_id}: {done}/{total} bytes ({100 * done // max(total, 1)}%), {stats['chunks_new']} new chunks")
-        entry = {"name": item.name, "size": size, "sha256": digest.hexdigest(), "chunks": chunk_list}
-        if item.stamp:
-            entry["stamp"] = item.stamp
-        entries.append(entry)
+
+    def report() -> None:
+        say(f"backup {snapshot_id}: {done}/{total} bytes ({100 * done // max(total, 1)}%), {stats['chunks_new']} new chunks")
+
+    with _ChunkWriter(repo, stats, landed=report) as writer:
+        for item in items:
+            checked_name(item.name)
+            previous = parent["entries"].get(item.name)
+            if item.stamp and previous and previous.get("stamp") == item.stamp and previous["size"] == item.size:
+                entries.append(previous)  # unchanged since the parent snapshot: not read again
+                stats["files_unchanged"] += 1
+                stats["chunks"] += len(previous["chunks"])
+                done += item.size
+                continue
+            digest, chunk_list, size = hashlib.sha256(), [], 0
+            for data in _cut(repo, item):
+                digest.update(data)
+                chunk_list.append(writer.put(data))
+                size += len(data)
+                stats["chunks"] += 1
+                stats["bytes_in"] += len(data)
+                done += len(data)
+                report()
+            entry = {"name": item.name, "size": size, "sha256": digest.hexdigest(), "chunks": chunk_list}
+            if item.stamp:
+                entry["stamp"] = item.stamp
+            entries.append(entry)
+        writer.drain()  # every chunk stored before the manifest that references it
     manifest = {
         "version": repo.config["version"],
         "id": snapshot_id,
@@ -125,6 +129,49 @@ def snapshot_write(repo: Repository, items: list[SourceItem | tuple[str, Path]],
         f"{stats['bytes_stored_new']} bytes added"
     )
     return manifest
+
+
+class _ChunkWriter:
+    """Seals and stores new chunks in worker threads, at most IN_FLIGHT at a time (memory: IN_FLIGHT
+    chunks of at most 4 MiB); their outcome counts in `stats` as each completes, and `landed` is
+    called then (a progress line). `drain()` waits for
+    every write and raises the first failure; leaving the block cancels what has not started and
+    waits for the rest, so no write outlives a failed snapshot."""
+
+    WRITERS = 4
+    IN_FLIGHT = 16
+
+    def __init__(self, repo: Repository, stats: dict, *, landed: Callable[[], None]):
+        self._repo, self._stats, self._landed = repo, stats, landed
+        self._pool = ThreadPoolExecutor(max_workers=self.WRITERS, thread_name_prefix="backup-chunk-writer")
+        self._pending: deque[Future] = deque()
+
+    def __enter__(self) -> _ChunkWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def put(self, data: bytes) -> str:
+        """The chunk's id; a new chunk is queued for sealing and storing."""
+        chunk_id = self._repo.chunk_id(data)
+        if self._repo.chunk_claim(chunk_id):
+            self._pending.append(self._pool.submit(self._repo.chunk_store, chunk_id, data))
+            while len(self._pending) > self.IN_FLIGHT or (self._pending and self._pending[0].done()):
+                self._count(self._pending.popleft())
+        return chunk_id
+
+    def drain(self) -> None:
+        while self._pending:
+            self._count(self._pending.popleft())
+
+    def _count(self, future: Future) -> None:
+        stored = future.result()
+        if stored:
+            self._stats["chunks_new"] += 1
+            self._stats["bytes_stored_new"] += stored
+            self._landed()  # a progress line once the chunk is in the store
+
 
 def _cut(repo: Repository, item: SourceItem) -> Iterator[bytes]:
     if item.path is not None:

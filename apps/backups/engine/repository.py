@@ -246,13 +246,30 @@ class Repository:
     def chunk_put(self, data: bytes) -> tuple[str, int]:
         """(chunk id, bytes newly stored: 0 when the repository already had it)."""
         chunk_id = self.chunk_id(data)
-        if chunk_id in self._known_chunks if self._known_chunks is not None else self.store.exists(self.chunk_name(chunk_id)):
+        if not self.chunk_claim(chunk_id):
             return chunk_id, 0
+        return chunk_id, self.chunk_store(chunk_id, data)
+
+    def chunk_claim(self, chunk_id: str) -> bool:
+        """Whether this backup must store the chunk: False when the repository (or this run) has it already.
+
+        While a snapshot is written, a claimed chunk counts as present at once, so the same chunk
+        met again is not stored twice while its first write is still in flight."""
+        if self._known_chunks is None:
+            return not self.store.exists(self.chunk_name(chunk_id))
+        if chunk_id in self._known_chunks:
+            return False
+        self._known_chunks.add(chunk_id)
+        return True
+
+    def chunk_store(self, chunk_id: str, data: bytes) -> int:
+        """Seal and store a claimed chunk; the bytes stored (0 if another writer stored it meanwhile).
+
+        Thread-safe: the backup's writer threads call it (compression, AES-GCM, the write and its
+        fsync, an S3 PUT, all release the GIL)."""
         blob = self.seal(data, aad=b"chunk:" + bytes.fromhex(chunk_id))
-        stored = len(blob) if self.store.write_new(self.chunk_name(chunk_id), blob) else 0
-        if self._known_chunks is not None:
-            self._known_chunks.add(chunk_id)
-        return chunk_id, stored
+        with store_errors():
+            return len(blob) if self.store.write_new(self.chunk_name(chunk_id), blob) else 0
 
     def chunk_get(self, chunk_id: str) -> bytes:
         try:
