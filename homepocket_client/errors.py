@@ -122,6 +122,7 @@ ERROR_CLASSES: dict[str, type[HomePocketError]] = {
     "DEVICE_LIMIT_REACHED": Conflict,
     "DEVICE_ALREADY_REGISTERED": Conflict,
     "INVALID_STATE": Conflict,
+    "RECOVERY_TARGET_NOT_EMPTY": Conflict,
     "PAYLOAD_TOO_LARGE": PayloadTooLarge,
     "RATE_LIMIT_EXCEEDED": RateLimited,
     "INTERNAL_ERROR": ServerError,

@@ -44,6 +44,7 @@ SERVER_CODES = [
     ("DEVICE_LIMIT_REACHED", 409, Conflict),
     ("DEVICE_ALREADY_REGISTERED", 409, Conflict),
     ("INVALID_STATE", 409, Conflict),
+    ("RECOVERY_TARGET_NOT_EMPTY", 409, Conflict),
     ("PAYLOAD_TOO_LARGE", 413, PayloadTooLarge),
     ("UNSUPPORTED_MEDIA_TYPE", 415, UnsupportedRequest),
     ("RATE_LIMIT_EXCEEDED", 429, RateLimited),
