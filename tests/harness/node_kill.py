@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -106,10 +107,7 @@ async def kill_under_load(
 
     def watch_ready(victim) -> None:
         while not stop.is_set():
-            try:
-                outcome.node_ready.append(str(httpx.get(f"{victim.url}/ready", timeout=5).status_code))
-            except httpx.HTTPError:
-                outcome.node_ready.append("unreachable")
+            outcome.node_ready.append(_ready_probe(victim))
             try:
                 outcome.nginx_ready.append(httpx.get(f"{cluster.url}/ready", timeout=5).status_code)
             except httpx.HTTPError:
@@ -135,6 +133,9 @@ async def kill_under_load(
         deadline = time.monotonic() + 30
         while outcome.sockets_back < outcome.sockets_lost and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        # A drain (SIGTERM) may outlast all that on a slow machine: the node's /ready is watched
+        # until its process has ended, however long the drain took (bounded).
+        await asyncio.to_thread(_exit_wait, victim, 60)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -142,7 +143,23 @@ async def kill_under_load(
             thread.join()
         if killed_at:
             watcher.join()
+            outcome.node_ready.append(_ready_probe(victim))  # and once more, after the exit
     return outcome
+
+
+def _ready_probe(node) -> str:
+    """The node's own /ready status, or "unreachable" once nothing answers."""
+    try:
+        return str(httpx.get(f"{node.url}/ready", timeout=5).status_code)
+    except httpx.HTTPError:
+        return "unreachable"
+
+
+def _exit_wait(node, timeout: float) -> None:
+    try:
+        node.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass  # the assertion on node_ready reports a node that never stopped
 
 
 def node_signal(node, sig: int) -> None:
