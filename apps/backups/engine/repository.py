@@ -243,20 +243,10 @@ class Repository:
     def chunk_name(chunk_id: str) -> str:
         return f"data/{chunk_id[:2]}/{chunk_id}"
 
-    def chunk_put(self, data: bytes) -> tuple[str, int]:
-        """(chunk id, bytes newly stored: 0 when the repository already had it)."""
-        chunk_id = self.chunk_id(data)
-        if not self.chunk_claim(chunk_id):
-            return chunk_id, 0
-        return chunk_id, self.chunk_store(chunk_id, data)
-
     def chunk_claim(self, chunk_id: str) -> bool:
-        """Whether this backup must store the chunk: False when the repository (or this run) has it already.
-
-        While a snapshot is written, a claimed chunk counts as present at once, so the same chunk
-        met again is not stored twice while its first write is still in flight."""
-        if self._known_chunks is None:
-            return not self.store.exists(self.chunk_name(chunk_id))
+        """Whether the snapshot being written must store the chunk: False when the repository (or
+        this run) has it already. A claimed chunk counts as present at once, so the same chunk met
+        again is not stored twice while its first write is still in flight."""
         if chunk_id in self._known_chunks:
             return False
         self._known_chunks.add(chunk_id)
